@@ -1,0 +1,368 @@
+/*
+ * agg.c - draining rings into the heap tables, and snapshotting them.
+ * See agg.h for the tables.
+ *
+ * Values are unbiased when the allocation event is drained: each sample adds
+ * its weight 1/(1-e^(-size/rate)) (rate as it was when the sample was drawn)
+ * to its bucket's alloc and inuse counts, and its free takes the same weight
+ * back out of inuse. Keeping the per-sample weight rather than scaling sums at
+ * write time keeps stacks that mix sizes right, and with rate 1 every weight
+ * is exactly 1, so the totals are exact integers.
+ */
+#include "agg.h"
+
+#include "core.h"
+#include "mem.h"
+#include "ring.h"
+#include "sample.h"
+#include "thread.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define HASH_NONFATAL_OOM 1
+#define uthash_malloc(sz) ht_mem_alloc(sz)
+#define uthash_free(ptr, sz) ht_mem_free(ptr)
+#include <uthash.h>
+
+pthread_mutex_t ht_agg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct stack_ent {
+	UT_hash_handle hh;
+	uint32_t depth;
+	uintptr_t pcs[];
+};
+
+struct bucket_key {
+	struct stack_ent *st;
+	uint64_t size;
+};
+
+struct bucket {
+	UT_hash_handle hh;
+	struct bucket_key key;
+	double an, ab, in, ib;
+};
+
+struct live {
+	UT_hash_handle hh;
+	uint64_t id;
+	struct bucket *b;
+	double w;
+};
+
+struct pend {
+	UT_hash_handle hh;
+	uint64_t id;
+};
+
+static struct stack_ent *stacks;
+static struct bucket *buckets;
+static struct live *lives;
+static struct pend *pendings;
+static uint64_t nstacks, nbuckets, overflow_samples;
+static double live_bytes, live_objects;
+/* Samples that did not fit the tables all go to this one empty stack. */
+static struct stack_ent overflow_stack;
+
+static struct stack_ent *stack_intern(const uintptr_t *pcs, uint32_t depth)
+{
+	struct stack_ent *s = NULL;
+	size_t klen = depth * sizeof(uintptr_t);
+	if (depth == 0)
+		return &overflow_stack;
+	HASH_FIND(hh, stacks, pcs, klen, s);
+	if (s)
+		return s;
+	if (nstacks >= HT_AGG_MAX_STACKS)
+		return NULL;
+	s = ht_mem_alloc(sizeof(*s) + klen);
+	if (!s)
+		return NULL;
+	memset(&s->hh, 0, sizeof(s->hh));
+	s->depth = depth;
+	memcpy(s->pcs, pcs, klen);
+	HASH_ADD_KEYPTR(hh, stacks, s->pcs, klen, s);
+	nstacks++;
+	return s;
+}
+
+static struct bucket *bucket_get(struct stack_ent *st, uint64_t size)
+{
+	struct bucket_key k;
+	memset(&k, 0, sizeof(k));
+	k.st = st;
+	k.size = size;
+	struct bucket *b = NULL;
+	HASH_FIND(hh, buckets, &k, sizeof(k), b);
+	if (b)
+		return b;
+	if (nbuckets >= HT_AGG_MAX_BUCKETS)
+		return NULL;
+	b = ht_mem_calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->key = k;
+	HASH_ADD(hh, buckets, key, sizeof(k), b);
+	nbuckets++;
+	return b;
+}
+
+/* Samples whose stack or bucket did not fit the tables: their weight still
+ * counts, under one empty stack, so totals stay right. */
+static struct bucket overflow_b = {.key = {.st = &overflow_stack}};
+
+static void on_alloc(const struct ht_ev_alloc *e)
+{
+	double w = ht_sample_weight(e->size, e->rate);
+	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
+	struct bucket *b = st ? bucket_get(st, e->size) : NULL;
+	if (!b) {
+		b = &overflow_b;
+		overflow_samples++;
+	}
+	b->an += w;
+	b->ab += w * (double)e->size;
+	/* Freed already (the free was drained first)? Then it is not live. */
+	struct pend *p = NULL;
+	HASH_FIND(hh, pendings, &e->id, sizeof(e->id), p);
+	if (p) {
+		HASH_DEL(pendings, p);
+		ht_mem_free(p);
+		return;
+	}
+	struct live *l = ht_mem_alloc(sizeof(*l));
+	if (!l) {
+		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
+		return;
+	}
+	memset(&l->hh, 0, sizeof(l->hh));
+	l->id = e->id;
+	l->b = b;
+	l->w = w;
+	HASH_ADD(hh, lives, id, sizeof(l->id), l);
+	b->in += w;
+	b->ib += w * (double)e->size;
+	live_objects += w;
+	live_bytes += w * (double)e->size;
+}
+
+static void on_free(const struct ht_ev_free *e)
+{
+	struct live *l = NULL;
+	HASH_FIND(hh, lives, &e->id, sizeof(e->id), l);
+	if (!l) {
+		struct pend *p = ht_mem_alloc(sizeof(*p));
+		if (!p) {
+			atomic_fetch_add_explicit(&ht_core.dropped_events, 1,
+						  memory_order_relaxed);
+			return;
+		}
+		memset(&p->hh, 0, sizeof(p->hh));
+		p->id = e->id;
+		HASH_ADD(hh, pendings, id, sizeof(p->id), p);
+		return;
+	}
+	struct bucket *b = l->b;
+	double sz = (double)b->key.size;
+	b->in -= l->w;
+	b->ib -= l->w * sz;
+	live_objects -= l->w;
+	live_bytes -= l->w * sz;
+	HASH_DEL(lives, l);
+	ht_mem_free(l);
+}
+
+void ht_agg_event(const struct ht_ev_hdr *h)
+{
+	if (h->kind == HT_EV_ALLOC)
+		on_alloc((const struct ht_ev_alloc *)h);
+	else if (h->kind == HT_EV_FREE)
+		on_free((const struct ht_ev_free *)h);
+}
+
+static void drain_cb(const struct ht_ev_hdr *h, void *arg)
+{
+	(void)arg;
+	ht_agg_event(h);
+}
+
+static void drain_thread(struct ht_thread *th)
+{
+	ht_ring_drain(&th->ring, drain_cb, NULL);
+}
+
+void ht_agg_drain_all(void)
+{
+	for (struct ht_thread *th = atomic_load_explicit(&ht_threads, memory_order_acquire); th;
+	     th = atomic_load_explicit(&th->next, memory_order_acquire)) {
+		if (atomic_load_explicit(&th->ring_ready, memory_order_acquire))
+			drain_thread(th);
+	}
+	ht_thread_reap(drain_thread);
+}
+
+static int64_t round_nonneg(double v)
+{
+	/* Drift from adding and removing the same weights stays far below
+	 * 0.5; clamp the tiny negatives it can leave at zero. */
+	if (v < 0.5)
+		return 0;
+	return (int64_t)(v + 0.5);
+}
+
+int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n)
+{
+	size_t cap = nbuckets + 1, k = 0;
+	struct ht_heap_row *r = ht_mem_calloc(cap, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (struct bucket *b = buckets; b; b = b->hh.next) {
+		if (round_nonneg(b->an) == 0 && round_nonneg(b->in) == 0)
+			continue;
+		r[k].pcs = b->key.st->pcs;
+		r[k].depth = b->key.st->depth;
+		r[k].size = b->key.size;
+		r[k].alloc_objects = b->an;
+		r[k].alloc_bytes = b->ab;
+		r[k].inuse_objects = b->in < 0 ? 0 : b->in;
+		r[k].inuse_bytes = b->ib < 0 ? 0 : b->ib;
+		k++;
+	}
+	if (overflow_samples) {
+		const struct bucket *ob = &overflow_b;
+		r[k].pcs = overflow_stack.pcs;
+		r[k].depth = 0;
+		r[k].size = 0;
+		r[k].alloc_objects = ob->an;
+		r[k].alloc_bytes = ob->ab;
+		r[k].inuse_objects = ob->in;
+		r[k].inuse_bytes = ob->ib;
+		k++;
+	}
+	*rows = r;
+	*n = k;
+	return 0;
+}
+
+/* Live tasks of this process, read with getdents64 (opendir would malloc). */
+static int64_t count_tasks(void)
+{
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[4096];
+	int64_t n = 0;
+	for (;;) {
+		long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		if (got <= 0)
+			break;
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			if (d->name[0] != '.') {
+				pid_t tid = 0;
+				for (const char *c = d->name; *c >= '0' && *c <= '9'; c++)
+					tid = tid * 10 + (*c - '0');
+				if (!ht_thread_is_own(tid))
+					n++;
+			}
+			off += d->reclen;
+		}
+	}
+	close(fd);
+	return n;
+}
+
+struct tgroup {
+	UT_hash_handle hh;
+	const uintptr_t *pcs;
+	uint32_t depth;
+	int64_t count;
+};
+
+int ht_agg_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
+{
+	struct tgroup *groups = NULL, *g, *tmp;
+	int64_t known = 0, main_alive = 0;
+	size_t ng = 0;
+	int rc = 0;
+	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
+		int st = atomic_load(&th->state);
+		if (st != HT_THR_RUNNING && st != HT_THR_STARTING)
+			continue;
+		if (th->is_main) {
+			main_alive = 1;
+			continue;
+		}
+		if (!th->from_create || !atomic_load(&th->launched))
+			continue;
+		known++;
+		HASH_FIND(hh, groups, th->pcs, th->depth * sizeof(uintptr_t), g);
+		if (!g) {
+			g = ht_mem_calloc(1, sizeof(*g));
+			if (!g) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			g->pcs = th->pcs;
+			g->depth = th->depth;
+			HASH_ADD_KEYPTR(hh, groups, g->pcs, g->depth * sizeof(uintptr_t), g);
+			ng++;
+		}
+		g->count++;
+	}
+	int64_t tasks = count_tasks();
+	int64_t unknown = tasks < 0 ? 0 : tasks - main_alive - known;
+	if (unknown < 0)
+		unknown = 0;
+	struct ht_thread_row *r = ht_mem_calloc(ng + 2, sizeof(*r));
+	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t k = 0;
+	if (main_alive)
+		r[k++] = (struct ht_thread_row){.depth = 0, .label = "main", .count = 1};
+	HASH_ITER(hh, groups, g, tmp)
+	{
+		r[k++] = (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth, .count = g->count};
+	}
+	if (unknown)
+		r[k++] = (struct ht_thread_row){.depth = 0, .label = "unknown", .count = unknown};
+	*rows = r;
+	*n = k;
+	*total = main_alive + known + unknown;
+out:
+	HASH_ITER(hh, groups, g, tmp)
+	{
+		HASH_DEL(groups, g);
+		ht_mem_free(g);
+	}
+	return rc;
+}
+
+void ht_agg_totals(struct ht_agg_totals *out)
+{
+	out->live_bytes = live_bytes < 0 ? 0 : live_bytes;
+	out->live_objects = live_objects < 0 ? 0 : live_objects;
+	out->live_samples = HASH_COUNT(lives);
+	out->stacks = nstacks;
+	out->buckets = nbuckets;
+	out->pending = HASH_COUNT(pendings);
+	out->overflow_samples = overflow_samples;
+}
+
+void ht_agg_atfork_child(void)
+{
+	pthread_mutex_init(&ht_agg_lock, NULL);
+}

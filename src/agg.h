@@ -1,0 +1,51 @@
+/*
+ * agg.h - the aggregated heap state the profiles are written from.
+ *
+ * Only the holder of the aggregation lock touches these tables: it drains the
+ * per-thread rings into them (ht_agg_drain_all) and snapshots them for a dump
+ * (ht_agg_heap_rows, ht_agg_thread_rows). Tables are uthash, in heaptap's own
+ * memory:
+ *   stacks   distinct call stacks, interned and never freed;
+ *   buckets  (stack, size) -> unbiased alloc/inuse objects and bytes;
+ *   live     sample id -> its bucket and weight, until its free is drained;
+ *   pending  frees drained before their allocation (the two were recorded by
+ *            different threads), matched when the allocation arrives.
+ */
+#ifndef HT_AGG_H
+#define HT_AGG_H
+
+#include "profile.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern pthread_mutex_t ht_agg_lock;
+
+/* Drain every thread's ring and reap finished threads. Lock held. */
+void ht_agg_drain_all(void);
+
+/* Snapshot rows (ht_mem memory, free with ht_mem_free). Lock held. The pcs
+ * they point to stay valid for the life of the process. */
+int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n);
+int ht_agg_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total);
+
+struct ht_agg_totals {
+	double live_bytes, live_objects;
+	uint64_t live_samples, stacks, buckets, pending;
+	uint64_t overflow_samples; /* folded into the "table full" stack */
+};
+void ht_agg_totals(struct ht_agg_totals *out);
+
+/* Fork child: the tables are consistent (the lock was held across fork). */
+void ht_agg_atfork_child(void);
+
+/* Limits (tables have limits; what does not fit is counted). */
+#define HT_AGG_MAX_STACKS (1u << 20)
+#define HT_AGG_MAX_BUCKETS (1u << 21)
+
+/* For tests: feed one event as if drained from a ring. */
+struct ht_ev_hdr;
+void ht_agg_event(const struct ht_ev_hdr *h);
+
+#endif

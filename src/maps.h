@@ -1,0 +1,53 @@
+/*
+ * maps.h - the process's executable mappings, with load bias and GNU build ID.
+ *
+ * Read from /proc/self/maps with open/read into ht_mem memory (no stdio, no
+ * malloc). Only executable mappings are kept, in address order; " (deleted)"
+ * is trimmed from names. The build ID and load bias come from the ELF headers
+ * in memory when the file's offset-0 mapping is readable, else from the file
+ * on disk. ht_module_from_memory() (profile.h) is implemented here too.
+ */
+#ifndef HT_MAPS_H
+#define HT_MAPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "profile.h"
+
+struct ht_mapping {
+	struct ht_module m; /* start, limit, file_offset, bias, path, build ID */
+	bool path_ok;       /* m.path is a whole, real file path (not [vdso], not cut short) */
+	bool bias_ok;       /* m.bias was read from the ELF headers */
+	bool deleted;       /* the name carried " (deleted)" */
+};
+
+struct ht_maps {
+	struct ht_mapping *v; /* sorted by start, not overlapping */
+	size_t n;
+	size_t main; /* index of the main executable's first text mapping; n if none */
+};
+
+/* Read /proc/self/maps. 0 or a negative errno; on error maps is empty. */
+int ht_maps_read(struct ht_maps *maps);
+
+/* Parse maps text (the /proc/<pid>/maps format). exe is the main executable's
+ * path (may be NULL). With read_elf, bias and build IDs are read from memory
+ * or disk; without it (fixtures), bias = start - offset and no build IDs. */
+int ht_maps_parse(struct ht_maps *maps, const char *text, size_t len, const char *exe,
+		  bool read_elf);
+
+void ht_maps_free(struct ht_maps *maps);
+
+/* The mapping containing pc, or NULL. */
+const struct ht_mapping *ht_maps_find(const struct ht_maps *maps, uintptr_t pc);
+
+/* GNU build ID of the ELF file at path, into id (up to cap bytes).
+ * Returns its length, or a negative errno (-ENOENT: the file has none). */
+int ht_maps_build_id_file(const char *path, uint8_t *id, size_t cap);
+
+/* Lowercase hex of id into out (2n+1 bytes); returns out. */
+char *ht_maps_hex(const uint8_t *id, size_t n, char *out);
+
+#endif

@@ -1,0 +1,374 @@
+/*
+ * mem.c - heaptap's own allocator.
+ *
+ * One virtual region is reserved PROT_NONE at start-up and handed out in
+ * 64 KiB slabs made readable and writable on demand. Small requests are served
+ * from power-of-two size classes (16 B .. 32 KiB), each with a free list under
+ * its own spinlock; larger ones take a run of whole slabs, and freed runs are
+ * returned to the kernel with MADV_DONTNEED and kept for reuse. Because every
+ * block lives inside [ht_mem_lo, ht_mem_hi), free() can tell heaptap's memory
+ * from the application's with two compares.
+ *
+ * Fork: a lock held by some other thread at fork() belongs to a thread that
+ * does not exist in the child, and the list it guarded may be half-updated, so
+ * the child abandons that list (the memory stays mapped; it is only leaked).
+ */
+#include "mem.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define SLAB_SHIFT 16
+#define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
+#define MIN_SHIFT 4
+#define NCLASSES (SLAB_SHIFT - 1 - MIN_SHIFT + 1) /* 16 B .. 32 KiB */
+#define MAX_SLABS (1u << 16)                      /* region of at most 4 GiB */
+#define CLASS_LARGE 0xff
+#define CLASS_NONE 0
+
+uintptr_t ht_mem_lo = 1, ht_mem_hi = 1; /* empty range until reserved */
+
+static _Alignas(16) char fallback[64 << 10];
+static _Atomic size_t fallback_used;
+
+struct spin {
+	atomic_flag f;
+};
+
+static void spin_lock(struct spin *s)
+{
+	unsigned n = 0;
+	while (atomic_flag_test_and_set_explicit(&s->f, memory_order_acquire)) {
+		if (++n > 64) {
+			sched_yield();
+			n = 0;
+		}
+	}
+}
+
+static void spin_unlock(struct spin *s)
+{
+	atomic_flag_clear_explicit(&s->f, memory_order_release);
+}
+
+static bool spin_held(struct spin *s)
+{
+	/* Only called in the fork child, where nobody else runs. */
+	bool was = atomic_flag_test_and_set_explicit(&s->f, memory_order_relaxed);
+	atomic_flag_clear_explicit(&s->f, memory_order_relaxed);
+	return was;
+}
+
+struct free_block {
+	struct free_block *next;
+};
+
+struct free_run {
+	struct free_run *next;
+	uint32_t slabs;
+};
+
+static struct {
+	_Atomic int state; /* 0 none, 1 reserving, 2 ready, -1 failed */
+	size_t nslabs;
+	_Atomic size_t next_slab; /* bump index of the next never-used slab */
+	struct spin lock[NCLASSES];
+	struct free_block *free[NCLASSES];
+	struct spin run_lock;
+	struct free_run *runs;
+	_Atomic size_t in_use;
+	_Atomic size_t mapped;
+	uint8_t slab_class[MAX_SLABS];
+	uint32_t slab_span[MAX_SLABS]; /* slabs in the run that starts here */
+} M;
+
+int ht_mem_init(void)
+{
+	int expect = 0;
+	if (!atomic_compare_exchange_strong(&M.state, &expect, 1)) {
+		while (atomic_load(&M.state) == 1)
+			sched_yield();
+		return atomic_load(&M.state) == 2 ? 0 : -ENOMEM;
+	}
+	/* Try a roomy region first; fall back under RLIMIT_AS or strict
+	 * overcommit. PROT_NONE reservations are not charged to the commit
+	 * limit; only what mprotect() opens is. */
+	static const size_t sizes[] = {(size_t)4 << 30, (size_t)1 << 30, (size_t)256 << 20,
+				       (size_t)64 << 20, (size_t)16 << 20};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		void *p = mmap(NULL, sizes[i], PROT_NONE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED)
+			continue;
+		/* Align the start to a slab so slab indexes are plain shifts. */
+		uintptr_t lo = ((uintptr_t)p + SLAB_SIZE - 1) & ~(SLAB_SIZE - 1);
+		size_t n = (sizes[i] - (lo - (uintptr_t)p)) >> SLAB_SHIFT;
+		M.nslabs = n;
+		ht_mem_lo = lo;
+		ht_mem_hi = lo + (n << SLAB_SHIFT);
+		atomic_store(&M.state, 2);
+		return 0;
+	}
+	/* No region at all (a tiny RLIMIT_AS): a small static arena still
+	 * serves the allocations made while resolving the real functions, so the
+	 * program runs on with heaptap inert. */
+	ht_mem_lo = (uintptr_t)fallback;
+	ht_mem_hi = (uintptr_t)fallback + sizeof(fallback);
+	atomic_store(&M.state, -1);
+	return -ENOMEM;
+}
+
+static void *fallback_alloc(size_t size)
+{
+	size_t need = ((size + 15) & ~(size_t)15) + 16;
+	size_t off = atomic_fetch_add(&fallback_used, need);
+	if (off + need > sizeof(fallback))
+		return NULL;
+	char *p = fallback + off;
+	*(size_t *)p = size;
+	return p + 16;
+}
+
+static inline size_t slab_index(const void *p)
+{
+	return ((uintptr_t)p - ht_mem_lo) >> SLAB_SHIFT;
+}
+
+static inline void *slab_addr(size_t i)
+{
+	return (void *)(ht_mem_lo + (i << SLAB_SHIFT));
+}
+
+/* Take n contiguous slabs, readable and writable. Returns the first index or
+ * (size_t)-1. */
+static size_t slabs_take(size_t n)
+{
+	if (atomic_load_explicit(&M.state, memory_order_acquire) != 2 && ht_mem_init() != 0)
+		return (size_t)-1;
+	/* Reuse a freed run first (first fit, split the rest). */
+	spin_lock(&M.run_lock);
+	for (struct free_run **pp = &M.runs; *pp; pp = &(*pp)->next) {
+		struct free_run *r = *pp;
+		if (r->slabs < n)
+			continue;
+		size_t idx = slab_index(r);
+		if (r->slabs > n) {
+			struct free_run *rest = slab_addr(idx + n);
+			rest->slabs = r->slabs - (uint32_t)n;
+			rest->next = r->next;
+			*pp = rest;
+		} else {
+			*pp = r->next;
+		}
+		spin_unlock(&M.run_lock);
+		return idx;
+	}
+	spin_unlock(&M.run_lock);
+	size_t idx = atomic_fetch_add(&M.next_slab, n);
+	if (idx + n > M.nslabs || idx + n > MAX_SLABS)
+		return (size_t)-1; /* the bump index stays past the end: full */
+	if (mprotect(slab_addr(idx), n << SLAB_SHIFT, PROT_READ | PROT_WRITE) != 0)
+		return (size_t)-1;
+	atomic_fetch_add(&M.mapped, n << SLAB_SHIFT);
+	return idx;
+}
+
+static void slabs_give_back(size_t idx, size_t n)
+{
+	/* Drop the pages but keep the mapping, so the range stays ours. */
+	madvise(slab_addr(idx), n << SLAB_SHIFT, MADV_DONTNEED);
+	struct free_run *r = slab_addr(idx);
+	r->slabs = (uint32_t)n;
+	spin_lock(&M.run_lock);
+	r->next = M.runs;
+	M.runs = r;
+	spin_unlock(&M.run_lock);
+}
+
+static inline unsigned class_of(size_t size)
+{
+	if (size <= 16)
+		return 0;
+	return (unsigned)(64 - __builtin_clzll((unsigned long long)(size - 1))) - MIN_SHIFT;
+}
+
+static void *small_alloc(unsigned c)
+{
+	size_t bsize = (size_t)1 << (c + MIN_SHIFT);
+	spin_lock(&M.lock[c]);
+	struct free_block *b = M.free[c];
+	if (b) {
+		M.free[c] = b->next;
+		spin_unlock(&M.lock[c]);
+		atomic_fetch_add_explicit(&M.in_use, bsize, memory_order_relaxed);
+		return b;
+	}
+	spin_unlock(&M.lock[c]);
+	size_t idx = slabs_take(1);
+	if (idx == (size_t)-1)
+		return NULL;
+	M.slab_class[idx] = (uint8_t)(c + 1);
+	M.slab_span[idx] = 1;
+	/* Keep the first block, thread the rest onto the free list. */
+	char *base = slab_addr(idx);
+	size_t count = SLAB_SIZE / bsize;
+	struct free_block *first = NULL, *last = NULL;
+	for (size_t i = 1; i < count; i++) {
+		struct free_block *fb = (struct free_block *)(base + i * bsize);
+		fb->next = NULL;
+		if (last)
+			last->next = fb;
+		else
+			first = fb;
+		last = fb;
+	}
+	if (first) {
+		spin_lock(&M.lock[c]);
+		last->next = M.free[c];
+		M.free[c] = first;
+		spin_unlock(&M.lock[c]);
+	}
+	atomic_fetch_add_explicit(&M.in_use, bsize, memory_order_relaxed);
+	return base;
+}
+
+static void *large_alloc(size_t size)
+{
+	size_t n = (size + SLAB_SIZE - 1) >> SLAB_SHIFT;
+	if (n == 0 || n > MAX_SLABS)
+		return NULL;
+	size_t idx = slabs_take(n);
+	if (idx == (size_t)-1)
+		return NULL;
+	M.slab_class[idx] = CLASS_LARGE;
+	M.slab_span[idx] = (uint32_t)n;
+	atomic_fetch_add_explicit(&M.in_use, n << SLAB_SHIFT, memory_order_relaxed);
+	return slab_addr(idx);
+}
+
+void *ht_mem_alloc(size_t size)
+{
+	if (size > ((size_t)1 << 40))
+		return NULL;
+	if (atomic_load_explicit(&M.state, memory_order_acquire) != 2 && ht_mem_init() != 0)
+		return fallback_alloc(size);
+	if (size <= SLAB_SIZE / 2)
+		return small_alloc(class_of(size));
+	return large_alloc(size);
+}
+
+void *ht_mem_calloc(size_t n, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total))
+		return NULL;
+	void *p = ht_mem_alloc(total);
+	if (p)
+		memset(p, 0, total); /* recycled blocks are dirty */
+	return p;
+}
+
+size_t ht_mem_usable_size(const void *p)
+{
+	if (!p || !ht_mem_owns(p))
+		return 0;
+	if (atomic_load_explicit(&M.state, memory_order_relaxed) != 2)
+		return *(const size_t *)((const char *)p - 16);
+	size_t idx = slab_index(p);
+	uint8_t c = M.slab_class[idx];
+	if (c == CLASS_LARGE)
+		return (size_t)M.slab_span[idx] << SLAB_SHIFT;
+	if (c == CLASS_NONE)
+		return 0;
+	return (size_t)1 << (c - 1 + MIN_SHIFT);
+}
+
+void ht_mem_free(void *p)
+{
+	if (!p || !ht_mem_owns(p))
+		return;
+	if (atomic_load_explicit(&M.state, memory_order_relaxed) != 2)
+		return; /* the static fallback arena is never reused */
+	size_t idx = slab_index(p);
+	uint8_t c = M.slab_class[idx];
+	if (c == CLASS_LARGE) {
+		size_t n = M.slab_span[idx];
+		atomic_fetch_sub_explicit(&M.in_use, n << SLAB_SHIFT, memory_order_relaxed);
+		M.slab_class[idx] = CLASS_NONE;
+		slabs_give_back(idx, n);
+		return;
+	}
+	if (c == CLASS_NONE)
+		return; /* not a block we handed out (or a stray pointer): ignore */
+	unsigned k = c - 1u;
+	struct free_block *b = p;
+	atomic_fetch_sub_explicit(&M.in_use, (size_t)1 << (k + MIN_SHIFT), memory_order_relaxed);
+	spin_lock(&M.lock[k]);
+	b->next = M.free[k];
+	M.free[k] = b;
+	spin_unlock(&M.lock[k]);
+}
+
+void *ht_mem_realloc(void *p, size_t size)
+{
+	if (!p)
+		return ht_mem_alloc(size);
+	if (size == 0) {
+		ht_mem_free(p);
+		return NULL;
+	}
+	size_t have = ht_mem_usable_size(p);
+	if (size <= have && (size > have / 4 || have <= 64))
+		return p;
+	void *q = ht_mem_alloc(size);
+	if (!q)
+		return NULL;
+	memcpy(q, p, have < size ? have : size);
+	ht_mem_free(p);
+	return q;
+}
+
+void *ht_mem_memalign(size_t align, size_t size)
+{
+	if (align <= 16)
+		return ht_mem_alloc(size);
+	if (align & (align - 1))
+		return NULL;
+	if (atomic_load_explicit(&M.state, memory_order_acquire) != 2 && ht_mem_init() != 0)
+		return NULL;
+	/* Size classes are aligned to their size inside 64 KiB-aligned slabs, and
+	 * runs start on a slab boundary. */
+	if (align > SLAB_SIZE)
+		return NULL;
+	size_t need = size < align ? align : size;
+	if (need <= SLAB_SIZE / 2)
+		return small_alloc(class_of(need));
+	return large_alloc(need);
+}
+
+size_t ht_mem_in_use(void)
+{
+	return atomic_load_explicit(&M.in_use, memory_order_relaxed);
+}
+
+size_t ht_mem_mapped(void)
+{
+	return atomic_load_explicit(&M.mapped, memory_order_relaxed);
+}
+
+void ht_mem_atfork_child(void)
+{
+	for (unsigned c = 0; c < NCLASSES; c++) {
+		if (spin_held(&M.lock[c])) {
+			M.free[c] = NULL;
+			atomic_flag_clear(&M.lock[c].f);
+		}
+	}
+	if (spin_held(&M.run_lock)) {
+		M.runs = NULL;
+		atomic_flag_clear(&M.run_lock.f);
+	}
+}

@@ -1,0 +1,227 @@
+/*
+ * output.c - putting a finished profile on disk, safely.
+ *
+ * Owns file naming and the write path. The directory is opened once per file
+ * (following a symlink there: the user named that directory) and must not be
+ * writable by others unless it is sticky and owned by root or by us, as /tmp
+ * is; otherwise -EPERM. The data goes to ".heaptap.<pid>.<seq>.<kind>.<16 hex
+ * random>.tmp" in that directory, created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC and mode 0600 (a name already taken,
+ * symlink or not, just means another random name), written completely,
+ * fsync'ed and renamed into place.
+ *
+ * Policy for the final name: it is never clobbered unless it is a regular
+ * file owned by our effective uid (a stale profile of an earlier process with
+ * the same pid, common in containers). A symlink, anything that is not a
+ * regular file, or a file owned by someone else gives -EEXIST and the data is
+ * not written. When the name is free, renameat2(RENAME_NOREPLACE) makes the
+ * check and the rename one atomic step, so a symlink planted in between is not
+ * replaced either (where the filesystem lacks RENAME_NOREPLACE, plain rename
+ * is used: it replaces a symlink, it never follows one). On any failure the
+ * temporary file is removed and -errno is returned; nothing half-written is
+ * ever visible under the final name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "output.h"
+
+#define HT_TMP_TRIES 8
+
+int ht_output_path(char *out, size_t n, const char *dir, int pid, unsigned seq, const char *kind)
+{
+	int k = snprintf(out, n, "%s/heaptap.%d.%04u.%s.pb.gz", dir, pid, seq, kind);
+	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+int ht_output_write_fd(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t r = write(fd, p, len);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+static uint64_t random64(void)
+{
+	uint64_t v;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+		return v;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec << 32 ^
+	    (uint64_t)(uintptr_t)&ts ^ (uint64_t)getpid() << 48;
+	return v;
+}
+
+static int open_dir(const char *dir)
+{
+	int dfd;
+	do
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	while (dfd < 0 && errno == EINTR);
+	if (dfd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(dfd, &st) != 0) {
+		int err = -errno;
+		close(dfd);
+		return err;
+	}
+	if ((st.st_mode & S_IWOTH) &&
+	    (!(st.st_mode & S_ISVTX) || (st.st_uid != 0 && st.st_uid != geteuid()))) {
+		close(dfd);
+		return -EPERM;
+	}
+	return dfd;
+}
+
+/* 0 when name is free (or ours to replace: *replace = true), -EEXIST when it
+ * must not be touched, other -errno on failure. */
+static int check_final(int dfd, const char *name, bool *replace)
+{
+	struct stat st;
+	*replace = false;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		return -EEXIST;
+	*replace = true;
+	return 0;
+}
+
+static int publish(int dfd, const char *tmp, const char *final)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		bool replace;
+		int err = check_final(dfd, final, &replace);
+		if (err)
+			return err;
+		if (!replace) {
+			if (renameat2(dfd, tmp, dfd, final, RENAME_NOREPLACE) == 0)
+				return 0;
+			if (errno == EEXIST)
+				continue; /* appeared meanwhile: look at it again */
+			if (errno != EINVAL && errno != ENOSYS)
+				return -errno;
+		}
+		return renameat(dfd, tmp, dfd, final) == 0 ? 0 : -errno;
+	}
+	return -EEXIST;
+}
+
+int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind,
+			 const void *data, size_t len)
+{
+	char final[256], tmp[320];
+	int k = snprintf(final, sizeof(final), "heaptap.%d.%04u.%s.pb.gz", pid, seq, kind);
+	if (k < 0 || (size_t)k >= sizeof(final))
+		return -ENAMETOOLONG;
+
+	int dfd = open_dir(dir);
+	if (dfd < 0)
+		return dfd;
+	bool replace;
+	int err = check_final(dfd, final, &replace);
+	if (err) {
+		close(dfd);
+		return err;
+	}
+
+	int fd = -1;
+	for (int i = 0; i < HT_TMP_TRIES && fd < 0; i++) {
+		snprintf(tmp, sizeof(tmp), ".heaptap.%d.%04u.%s.%016llx.tmp", pid, seq, kind,
+			 (unsigned long long)random64());
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST && errno != EINTR) {
+			err = -errno;
+			close(dfd);
+			return err;
+		}
+	}
+	if (fd < 0) {
+		close(dfd);
+		return -EEXIST;
+	}
+
+	err = ht_output_write_fd(fd, data, len);
+	if (!err && fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+		err = -errno;
+	if (close(fd) != 0 && !err && errno != EINTR)
+		err = -errno;
+	if (!err)
+		err = publish(dfd, tmp, final);
+	if (err)
+		unlinkat(dfd, tmp, 0);
+	close(dfd);
+	return err;
+}
+
+int ht_output_write_path(const char *path, const void *data, size_t len)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	size_t dlen = slash ? (size_t)(slash - path) : 1;
+	if (!*base || dlen >= sizeof(dir) || strlen(base) > 200)
+		return -EINVAL;
+	if (slash) {
+		memcpy(dir, path, dlen);
+		dir[dlen] = '\0';
+		if (dlen == 0)
+			strcpy(dir, "/");
+	} else {
+		strcpy(dir, ".");
+	}
+	int dfd;
+	do
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	while (dfd < 0 && errno == EINTR);
+	if (dfd < 0)
+		return -errno;
+	char tmp[256];
+	int fd = -1, err = 0;
+	for (int i = 0; i < HT_TMP_TRIES && fd < 0; i++) {
+		snprintf(tmp, sizeof(tmp), ".%.200s.%016llx.tmp", base,
+			 (unsigned long long)random64());
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST && errno != EINTR) {
+			err = -errno;
+			close(dfd);
+			return err;
+		}
+	}
+	if (fd < 0) {
+		close(dfd);
+		return -EEXIST;
+	}
+	err = ht_output_write_fd(fd, data, len);
+	if (close(fd) != 0 && !err && errno != EINTR)
+		err = -errno;
+	/* The caller named this path: replace what is there (a symlink itself,
+	 * never its target: rename does not follow). */
+	if (!err && renameat(dfd, tmp, dfd, base) != 0)
+		err = -errno;
+	if (err)
+		unlinkat(dfd, tmp, 0);
+	close(dfd);
+	return err;
+}

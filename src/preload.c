@@ -1,0 +1,387 @@
+/*
+ * preload.c - the interposed symbols, and nothing else.
+ *
+ * Each allocation wrapper is the fast path: subtract the request from the
+ * thread's byte countdown and, while it stays above zero, tail-call the next
+ * definition. Everything else (start-up, heaptap's own allocations, taking a
+ * sample) is behind that one branch in track.c. free() first asks whether the
+ * pointer is heaptap's own (two compares), then whether it might be sampled
+ * (one byte), then forwards. Each wrapper behaves exactly like the function
+ * it wraps: same result, same errno, same handling of NULL, 0 and overflow,
+ * because the real function does the work and heaptap never re-validates.
+ */
+#include "addrset.h"
+#include "core.h"
+#include "flusher.h"
+#include "mem.h"
+#include "profile.h"
+#include "real.h"
+#include "thread.h"
+#include "tls.h"
+#include "track.h"
+#include "unwind.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define SLOW __attribute__((noinline, cold))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define RA() ((uintptr_t)__builtin_return_address(0))
+
+/* Countdown step: true when this request reaches a sample point (or the
+ * thread is busy). Unsigned arithmetic: no overflow, sign tells. */
+static inline int hit(struct ht_tls *t, size_t n)
+{
+	uint64_t r = (uint64_t)t->countdown - (uint64_t)n;
+	t->countdown = (int64_t)r;
+	return (int64_t)r <= 0;
+}
+
+static void *internal_result(void *p)
+{
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+/* ------------------------------------------------------------------ malloc */
+
+static SLOW void *malloc_slow(size_t n, uintptr_t ra)
+{
+	struct ht_tls *t = &ht_tls;
+	if (ht_track_enter(t) == HT_MODE_INTERNAL)
+		return internal_result(ht_mem_alloc(n));
+	void *p = ht_real.malloc(n);
+	ht_track_alloc(t, p, n, ra);
+	return p;
+}
+
+EXPORT void *malloc(size_t n)
+{
+	if (LIKELY(!hit(&ht_tls, n)))
+		return ht_real.malloc(n);
+	return malloc_slow(n, RA());
+}
+
+/* -------------------------------------------------------------------- free */
+
+static SLOW void free_slow(void *p)
+{
+	uint64_t id;
+	if (ht_track_forget(p, &id))
+		ht_track_free_event(id);
+}
+
+static inline int before_free(void *p)
+{
+	if (UNLIKELY(ht_mem_owns(p))) {
+		ht_mem_free(p);
+		return 1;
+	}
+	if (UNLIKELY(ht_addrset_maybe(p)) && p)
+		free_slow(p);
+	return 0;
+}
+
+EXPORT void free(void *p)
+{
+	if (before_free(p))
+		return;
+	ht_real.free(p);
+}
+
+/* glibc 2.43 (C23). Forward to the next definition where there is one. */
+EXPORT void free_sized(void *p, size_t n)
+{
+	if (before_free(p))
+		return;
+	if (ht_real.free_sized)
+		ht_real.free_sized(p, n);
+	else
+		ht_real.free(p);
+}
+
+EXPORT void free_aligned_sized(void *p, size_t align, size_t n)
+{
+	if (before_free(p))
+		return;
+	if (ht_real.free_aligned_sized)
+		ht_real.free_aligned_sized(p, align, n);
+	else
+		ht_real.free(p);
+}
+
+/* ------------------------------------------------------------------ calloc */
+
+static SLOW void *calloc_slow(size_t n, size_t s, size_t total, uintptr_t ra)
+{
+	struct ht_tls *t = &ht_tls;
+	if (ht_track_enter(t) == HT_MODE_INTERNAL)
+		return internal_result(ht_mem_calloc(n, s));
+	void *p = ht_real.calloc(n, s);
+	ht_track_alloc(t, p, total, ra);
+	return p;
+}
+
+EXPORT void *calloc(size_t n, size_t s)
+{
+	size_t total;
+	if (UNLIKELY(__builtin_mul_overflow(n, s, &total))) {
+		if (ht_tls.busy)
+			return internal_result(NULL);
+		return ht_real.calloc(n, s); /* fails with ENOMEM, as it should */
+	}
+	if (LIKELY(!hit(&ht_tls, total)))
+		return ht_real.calloc(n, s);
+	return calloc_slow(n, s, total, RA());
+}
+
+/* ----------------------------------------------------------------- realloc */
+
+/* realloc and reallocarray: the old block is taken out of the sampled set
+ * before the real call (so its address, once freed, can be sampled again by
+ * another thread without confusion) and put back if the call fails. glibc's
+ * realloc(p, 0) frees p and returns NULL: that is a free. */
+static void *realloc_common(void *p, size_t n, size_t s, size_t total, int array, uintptr_t ra)
+{
+	if (UNLIKELY(ht_mem_owns(p))) {
+		if (array)
+			return internal_result(ht_mem_realloc(p, total));
+		return ht_mem_realloc(p, total);
+	}
+	uint64_t id = 0;
+	int had = 0;
+	if (p && UNLIKELY(ht_addrset_maybe(p)))
+		had = ht_track_forget(p, &id);
+	struct ht_tls *t = &ht_tls;
+	void *q;
+	if (LIKELY(!hit(t, total))) {
+		q = array ? ht_real.reallocarray(p, n, s) : ht_real.realloc(p, n);
+	} else {
+		int mode = ht_track_enter(t);
+		if (mode == HT_MODE_INTERNAL && !p)
+			return internal_result(ht_mem_alloc(total));
+		q = array ? ht_real.reallocarray(p, n, s) : ht_real.realloc(p, n);
+		if (mode == HT_MODE_FORWARD)
+			ht_track_alloc(t, q, total, ra);
+	}
+	if (UNLIKELY(had)) {
+		if (q || total == 0)
+			ht_track_free_event(id);
+		else
+			ht_track_restore(p, id);
+	}
+	return q;
+}
+
+EXPORT void *realloc(void *p, size_t n)
+{
+	return realloc_common(p, n, 0, n, 0, RA());
+}
+
+EXPORT void *reallocarray(void *p, size_t n, size_t s)
+{
+	size_t total;
+	if (UNLIKELY(__builtin_mul_overflow(n, s, &total))) {
+		errno = ENOMEM;
+		return NULL; /* glibc: overflow leaves the block untouched */
+	}
+	if (!ht_real.reallocarray)
+		return realloc_common(p, total, 0, total, 0, RA());
+	return realloc_common(p, n, s, total, 1, RA());
+}
+
+/* ------------------------------------------------------- aligned families */
+
+static SLOW int posix_memalign_slow(void **pp, size_t a, size_t n, uintptr_t ra)
+{
+	struct ht_tls *t = &ht_tls;
+	if (ht_track_enter(t) == HT_MODE_INTERNAL) {
+		if (a < sizeof(void *) || (a & (a - 1)))
+			return EINVAL;
+		void *p = ht_mem_memalign(a, n);
+		if (!p)
+			return ENOMEM;
+		*pp = p;
+		return 0;
+	}
+	int r = ht_real.posix_memalign(pp, a, n);
+	ht_track_alloc(t, r == 0 ? *pp : NULL, n, ra);
+	return r;
+}
+
+EXPORT int posix_memalign(void **pp, size_t a, size_t n)
+{
+	if (LIKELY(!hit(&ht_tls, n)))
+		return ht_real.posix_memalign(pp, a, n);
+	return posix_memalign_slow(pp, a, n, RA());
+}
+
+enum { K_ALIGNED, K_MEMALIGN, K_VALLOC, K_PVALLOC };
+
+static SLOW void *aligned_slow(int kind, size_t a, size_t n, uintptr_t ra)
+{
+	struct ht_tls *t = &ht_tls;
+	if (ht_track_enter(t) == HT_MODE_INTERNAL) {
+		size_t page = (size_t)sysconf(_SC_PAGESIZE);
+		if (kind == K_VALLOC || kind == K_PVALLOC)
+			a = page;
+		if (kind == K_PVALLOC)
+			n = (n + page - 1) & ~(page - 1);
+		/* glibc rounds a non-power-of-two alignment up. */
+		while (a & (a - 1))
+			a = (a | (a - 1)) + 1;
+		return internal_result(ht_mem_memalign(a, n));
+	}
+	void *p;
+	switch (kind) {
+	case K_ALIGNED:
+		p = ht_real.aligned_alloc(a, n);
+		break;
+	case K_MEMALIGN:
+		p = ht_real.memalign(a, n);
+		break;
+	case K_VALLOC:
+		p = ht_real.valloc(n);
+		break;
+	default:
+		p = ht_real.pvalloc(n);
+		break;
+	}
+	ht_track_alloc(t, p, n, ra);
+	return p;
+}
+
+EXPORT void *aligned_alloc(size_t a, size_t n)
+{
+	if (LIKELY(!hit(&ht_tls, n)))
+		return ht_real.aligned_alloc(a, n);
+	return aligned_slow(K_ALIGNED, a, n, RA());
+}
+
+EXPORT void *memalign(size_t a, size_t n)
+{
+	if (LIKELY(!hit(&ht_tls, n)))
+		return ht_real.memalign(a, n);
+	return aligned_slow(K_MEMALIGN, a, n, RA());
+}
+
+EXPORT void *valloc(size_t n)
+{
+	if (LIKELY(!hit(&ht_tls, n)))
+		return ht_real.valloc(n);
+	return aligned_slow(K_VALLOC, 0, n, RA());
+}
+
+EXPORT void *pvalloc(size_t n)
+{
+	if (LIKELY(!hit(&ht_tls, n)))
+		return ht_real.pvalloc(n);
+	return aligned_slow(K_PVALLOC, 0, n, RA());
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+	if (UNLIKELY(ht_mem_owns(p)))
+		return ht_mem_usable_size(p);
+	if (UNLIKELY(!ht_real.malloc_usable_size)) {
+		ht_init();
+		if (!ht_real.malloc_usable_size)
+			return 0;
+	}
+	return ht_real.malloc_usable_size(p);
+}
+
+/* ----------------------------------------------------------------- threads */
+
+EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
+			  void *arg)
+{
+	if (UNLIKELY(!ht_real.pthread_create)) {
+		ht_init();
+		if (!ht_real.pthread_create)
+			return EAGAIN;
+	}
+	return ht_thread_create(ht_real.pthread_create, th, attr, fn, arg, RA());
+}
+
+/* ------------------------------------------------------------------ loader */
+
+/* Before a library can go away, note its mapping and build ID, so samples
+ * taken inside it keep their names; after, drop libunwind's cached unwind
+ * info for it (libunwind 1.6 does not watch dlclose on x86-64). */
+EXPORT int dlclose(void *handle)
+{
+	struct ht_tls *t = &ht_tls;
+	if (UNLIKELY(!ht_real.dlclose)) {
+		ht_init();
+		if (!ht_real.dlclose)
+			return -1;
+	}
+	/* dlclose is declared nonnull, but programs do pass NULL (it fails
+	 * with an error): never hand NULL to dlinfo. */
+	void *volatile h = handle;
+	if (atomic_load(&ht_core.state) == HT_READY && !t->busy && h) {
+		int saved = errno;
+		ht_busy_enter(t);
+		struct link_map *lm = NULL;
+		if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name &&
+		    lm->l_name[0]) {
+			struct ht_module m;
+			if (ht_module_from_memory(lm->l_name, lm->l_addr, &m) == 0)
+				ht_modules_note_gone(&m);
+		}
+		ht_busy_exit(t);
+		errno = saved;
+	}
+	int r = ht_real.dlclose(handle);
+	if (atomic_load(&ht_core.state) == HT_READY) {
+		int saved = errno;
+		ht_busy_enter(t);
+		ht_unwind_flush();
+		ht_busy_exit(t);
+		errno = saved;
+	}
+	return r;
+}
+
+/* ----------------------------------------------------------------- signals */
+
+/* heaptap never takes a handler from the program: when the program installs
+ * its own for heaptap's dump signal, heaptap steps aside and says so. */
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (UNLIKELY(!ht_real.sigaction)) {
+		ht_init();
+		if (!ht_real.sigaction) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	if (act && UNLIKELY(ht_signal_is_ours(sig)))
+		ht_signal_note_app_handler(sig, (act->sa_flags & SA_SIGINFO)
+						    ? (const void *)act->sa_sigaction
+						    : (const void *)act->sa_handler);
+	return ht_real.sigaction(sig, act, old);
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+	if (UNLIKELY(!ht_real.signal)) {
+		ht_init();
+		if (!ht_real.signal) {
+			errno = ENOSYS;
+			return SIG_ERR;
+		}
+	}
+	if (UNLIKELY(ht_signal_is_ours(sig)))
+		ht_signal_note_app_handler(sig, (const void *)handler);
+	return ht_real.signal(sig, handler);
+}

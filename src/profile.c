@@ -1,0 +1,754 @@
+/*
+ * profile.c - the profile builder: rows in, gzipped profile.proto out.
+ *
+ * Owns ht_profile_heap and ht_profile_threads. The shape follows Go's
+ * profileBuilder: a string table with "" at index 0, interned through a hash;
+ * one Location per distinct return address (id = index + 1), each symbolized
+ * once per dump; Functions deduplicated by name and file; one Mapping per
+ * executable mapping any location falls in, the main executable first. Samples
+ * are written as rows are read, the tables after them (protobuf does not care
+ * about field order), and the encoded bytes are handed to deflate between
+ * top-level messages whenever 64 KiB have built up. Everything is allocated
+ * from ht_mem; libdw (symbolize.c) is the only code here that uses malloc.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "maps.h"
+#include "mem.h"
+#include "pb.h"
+#include "profile.h"
+#include "symbolize.h"
+
+#define HT_FLUSH_AT (64u << 10)
+#define HT_TICK_EVERY 1024
+#define HT_GZIP_LEVEL Z_BEST_SPEED
+
+/* Location keys: a pc, or (for synthetic frames) this bit | string index.
+ * User-space addresses never have the top bit set. */
+#define HT_SYNTH_KEY (1ull << 63)
+
+/* ---------------------------------------------------------------------------
+ * A uint64 -> uint32 hash map (open addressing, linear probing). */
+
+struct u64map {
+	uint64_t *keys;
+	uint32_t *vals; /* value + 1; 0 marks an empty slot */
+	size_t mask, n;
+};
+
+static inline size_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return (size_t)x;
+}
+
+static int u64map_resize(struct u64map *m, size_t cap)
+{
+	uint64_t *keys = ht_mem_alloc(cap * sizeof(*keys));
+	uint32_t *vals = ht_mem_calloc(cap, sizeof(*vals));
+	if (!keys || !vals) {
+		ht_mem_free(keys);
+		ht_mem_free(vals);
+		return -ENOMEM;
+	}
+	size_t mask = cap - 1;
+	for (size_t i = 0; m->vals && i <= m->mask; i++) {
+		if (!m->vals[i])
+			continue;
+		size_t j = mix64(m->keys[i]) & mask;
+		while (vals[j])
+			j = (j + 1) & mask;
+		keys[j] = m->keys[i];
+		vals[j] = m->vals[i];
+	}
+	ht_mem_free(m->keys);
+	ht_mem_free(m->vals);
+	m->keys = keys;
+	m->vals = vals;
+	m->mask = mask;
+	return 0;
+}
+
+/* Find key; if absent insert it with value v. *out gets the stored value.
+ * Returns 1 when inserted, 0 when found, or -ENOMEM. */
+static int u64map_put(struct u64map *m, uint64_t key, uint32_t v, uint32_t *out)
+{
+	if (!m->vals || (m->n + 1) * 4 > (m->mask + 1) * 3) {
+		int err = u64map_resize(m, m->vals ? (m->mask + 1) * 2 : 1024);
+		if (err)
+			return err;
+	}
+	size_t j = mix64(key) & m->mask;
+	while (m->vals[j]) {
+		if (m->keys[j] == key) {
+			*out = m->vals[j] - 1;
+			return 0;
+		}
+		j = (j + 1) & m->mask;
+	}
+	m->keys[j] = key;
+	m->vals[j] = v + 1;
+	m->n++;
+	*out = v;
+	return 1;
+}
+
+static void u64map_free(struct u64map *m)
+{
+	ht_mem_free(m->keys);
+	ht_mem_free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---------------------------------------------------------------------------
+ * The string table. Strings are copied into arena chunks that never move. */
+
+struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	char data[];
+};
+
+struct str {
+	const char *p;
+	uint32_t len;
+	uint32_t hash;
+};
+
+struct strtab {
+	struct str *v;
+	size_t n, cap;
+	uint32_t *slots; /* index + 1 */
+	size_t mask;
+	struct chunk *chunks;
+};
+
+static uint32_t hash_bytes(const char *s, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+	return (uint32_t)(h ^ h >> 32);
+}
+
+static const char *strtab_copy(struct strtab *t, const char *s, size_t n)
+{
+	struct chunk *c = t->chunks;
+	if (!c || c->cap - c->used < n + 1) {
+		size_t cap = n + 1 > 60000 ? n + 1 : 60000;
+		c = ht_mem_alloc(sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->next = t->chunks;
+		c->used = 0;
+		c->cap = cap;
+		t->chunks = c;
+	}
+	char *p = c->data + c->used;
+	memcpy(p, s, n);
+	p[n] = 0;
+	c->used += n + 1;
+	return p;
+}
+
+static int strtab_rehash(struct strtab *t, size_t cap)
+{
+	uint32_t *slots = ht_mem_calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n; i++) {
+		size_t j = t->v[i].hash & (cap - 1);
+		while (slots[j])
+			j = (j + 1) & (cap - 1);
+		slots[j] = (uint32_t)i + 1;
+	}
+	ht_mem_free(t->slots);
+	t->slots = slots;
+	t->mask = cap - 1;
+	return 0;
+}
+
+/* Index of s (length n) in the table, adding it if new; -ENOMEM on failure. */
+static int64_t strtab_intern_n(struct strtab *t, const char *s, size_t n)
+{
+	if (n > UINT32_MAX)
+		n = UINT32_MAX;
+	if (!t->slots || (t->n + 1) * 4 > (t->mask + 1) * 3) {
+		if (strtab_rehash(t, t->slots ? (t->mask + 1) * 2 : 1024))
+			return -ENOMEM;
+	}
+	uint32_t h = hash_bytes(s, n);
+	size_t j = h & t->mask;
+	while (t->slots[j]) {
+		const struct str *e = &t->v[t->slots[j] - 1];
+		if (e->hash == h && e->len == n && memcmp(e->p, s, n) == 0)
+			return t->slots[j] - 1;
+		j = (j + 1) & t->mask;
+	}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 256;
+		struct str *v = ht_mem_realloc(t->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		t->v = v;
+		t->cap = cap;
+	}
+	const char *p = strtab_copy(t, s, n);
+	if (!p)
+		return -ENOMEM;
+	t->v[t->n] = (struct str){p, (uint32_t)n, h};
+	t->slots[j] = (uint32_t)t->n + 1;
+	return (int64_t)t->n++;
+}
+
+static void strtab_free(struct strtab *t)
+{
+	while (t->chunks) {
+		struct chunk *c = t->chunks;
+		t->chunks = c->next;
+		ht_mem_free(c);
+	}
+	ht_mem_free(t->v);
+	ht_mem_free(t->slots);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ---------------------------------------------------------------------------
+ * The builder. */
+
+struct loc {
+	uintptr_t pc;   /* return address; 0 for synthetic frames */
+	uint32_t func;  /* function index + 1; 0 = none */
+	uint32_t map;   /* profile mapping id; 0 = none */
+	int32_t line;
+};
+
+struct func {
+	int64_t name, file;
+};
+
+/* A mapping written to the profile: a current one (key < maps.n) or a gone
+ * module (key - maps.n). Counts say how well its locations were symbolized. */
+struct pmap {
+	const struct ht_module *m;
+	size_t key;
+	size_t nloc, nfunc, nfile, nline;
+};
+
+struct builder {
+	const struct ht_profile_input *in;
+	struct ht_buf *out;
+	struct ht_pb pb;
+	z_stream z;
+	bool z_open;
+	int err;
+	unsigned ticks;
+
+	struct strtab strs;
+	struct u64map locmap; /* key -> loc index */
+	struct loc *locs;
+	size_t nlocs, caplocs;
+	struct u64map funcmap; /* name << 32 | file -> func index */
+	struct func *funcs;
+	size_t nfuncs, capfuncs;
+
+	struct ht_maps maps;
+	uint32_t *pmap_of_key; /* profile mapping id by module key; 0 = not yet */
+	struct pmap *pmaps;
+	size_t npmaps;
+
+	uint32_t *ids; /* scratch: one sample's location ids */
+	size_t capids;
+};
+
+static void tick(struct builder *b)
+{
+	if (b->in->tick)
+		b->in->tick(b->in->tick_arg);
+}
+
+static void maybe_tick(struct builder *b)
+{
+	if (++b->ticks % HT_TICK_EVERY == 0)
+		tick(b);
+}
+
+static int64_t intern(struct builder *b, const char *s)
+{
+	if (b->err)
+		return 0;
+	int64_t i = strtab_intern_n(&b->strs, s ? s : "", s ? strlen(s) : 0);
+	if (i < 0) {
+		b->err = (int)i;
+		return 0;
+	}
+	return i;
+}
+
+static void *zalloc_ht(void *opaque, uInt items, uInt size)
+{
+	(void)opaque;
+	return ht_mem_calloc(items, size);
+}
+
+static void zfree_ht(void *opaque, void *p)
+{
+	(void)opaque;
+	ht_mem_free(p);
+}
+
+/* Compress what the encoder holds. finish ends the gzip stream. */
+static int deflate_out(struct builder *b, bool finish)
+{
+	b->z.next_in = b->pb.buf.data;
+	b->z.avail_in = (uInt)b->pb.buf.len;
+	int mode = finish ? Z_FINISH : Z_NO_FLUSH;
+	for (;;) {
+		int err = ht_buf_reserve(b->out, 64u << 10);
+		if (err)
+			return err;
+		size_t room = b->out->cap - b->out->len;
+		if (room > (1u << 30))
+			room = 1u << 30;
+		b->z.next_out = b->out->data + b->out->len;
+		b->z.avail_out = (uInt)room;
+		int r = deflate(&b->z, mode);
+		b->out->len += room - b->z.avail_out;
+		if (r == Z_STREAM_END)
+			break;
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			return -EIO;
+		if (!finish && b->z.avail_in == 0 && b->z.avail_out != 0)
+			break;
+	}
+	b->pb.buf.len = 0;
+	return 0;
+}
+
+/* Between top-level fields: hand the bytes to deflate once enough built up. */
+static void flush(struct builder *b)
+{
+	if (b->err || b->pb.nest != 0 || b->pb.buf.len < HT_FLUSH_AT)
+		return;
+	if (b->pb.err) {
+		b->err = b->pb.err;
+		return;
+	}
+	b->err = deflate_out(b, false);
+	tick(b);
+}
+
+static int builder_init(struct builder *b, const struct ht_profile_input *in, struct ht_buf *out)
+{
+	memset(b, 0, sizeof(*b));
+	b->in = in;
+	b->out = out;
+	ht_pb_init(&b->pb);
+	b->z.zalloc = zalloc_ht;
+	b->z.zfree = zfree_ht;
+	if (deflateInit2(&b->z, HT_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	b->z_open = true;
+	if (intern(b, "") != 0)
+		return b->err ? b->err : -EINVAL;
+
+	/* A missing /proc is not fatal: locations just get no mapping. */
+	if (ht_maps_read(&b->maps) != 0)
+		memset(&b->maps, 0, sizeof(b->maps));
+	size_t nkeys = b->maps.n + in->ngone;
+	b->pmap_of_key = ht_mem_calloc(nkeys ? nkeys : 1, sizeof(*b->pmap_of_key));
+	b->pmaps = ht_mem_calloc(nkeys + 1, sizeof(*b->pmaps));
+	if (!b->pmap_of_key || !b->pmaps)
+		return -ENOMEM;
+	return 0;
+}
+
+static void builder_free(struct builder *b)
+{
+	if (b->z_open)
+		deflateEnd(&b->z);
+	ht_pb_free(&b->pb);
+	strtab_free(&b->strs);
+	u64map_free(&b->locmap);
+	u64map_free(&b->funcmap);
+	ht_mem_free(b->locs);
+	ht_mem_free(b->funcs);
+	ht_maps_free(&b->maps);
+	ht_mem_free(b->pmap_of_key);
+	ht_mem_free(b->pmaps);
+	ht_mem_free(b->ids);
+}
+
+static const struct ht_module *module_key(struct builder *b, size_t key)
+{
+	return key < b->maps.n ? &b->maps.v[key].m : &b->in->gone[key - b->maps.n];
+}
+
+/* Profile mapping id for module key, assigning the next id when new. */
+static uint32_t pmap_id(struct builder *b, size_t key)
+{
+	if (!b->pmap_of_key[key]) {
+		struct pmap *p = &b->pmaps[b->npmaps++];
+		p->m = module_key(b, key);
+		p->key = key;
+		b->pmap_of_key[key] = (uint32_t)b->npmaps;
+	}
+	return b->pmap_of_key[key];
+}
+
+/* Module key of the mapping holding addr, or SIZE_MAX. Current mappings
+ * first; gone modules only for what nothing mapped now covers (newest first). */
+static size_t find_module(struct builder *b, uintptr_t addr)
+{
+	const struct ht_mapping *x = ht_maps_find(&b->maps, addr);
+	if (x)
+		return (size_t)(x - b->maps.v);
+	for (size_t i = b->in->ngone; i-- > 0;) {
+		const struct ht_module *g = &b->in->gone[i];
+		if (addr >= g->start && addr < g->limit)
+			return b->maps.n + i;
+	}
+	return SIZE_MAX;
+}
+
+/* Location index for key, adding a new location when unseen. */
+static uint32_t location(struct builder *b, uint64_t key, uintptr_t pc)
+{
+	uint32_t idx;
+	int r = u64map_put(&b->locmap, key, (uint32_t)b->nlocs, &idx);
+	if (r <= 0) {
+		if (r < 0)
+			b->err = r;
+		return idx;
+	}
+	if (b->nlocs == b->caplocs) {
+		size_t cap = b->caplocs ? b->caplocs * 2 : 1024;
+		struct loc *v = ht_mem_realloc(b->locs, cap * sizeof(*v));
+		if (!v) {
+			b->err = -ENOMEM;
+			return 0;
+		}
+		b->locs = v;
+		b->caplocs = cap;
+	}
+	b->locs[b->nlocs] = (struct loc){.pc = pc};
+	return (uint32_t)b->nlocs++;
+}
+
+static uint32_t function(struct builder *b, int64_t name, int64_t file)
+{
+	uint32_t idx;
+	int r = u64map_put(&b->funcmap, (uint64_t)name << 32 | (uint64_t)file, (uint32_t)b->nfuncs,
+			   &idx);
+	if (r <= 0) {
+		if (r < 0)
+			b->err = r;
+		return idx;
+	}
+	if (b->nfuncs == b->capfuncs) {
+		size_t cap = b->capfuncs ? b->capfuncs * 2 : 256;
+		struct func *v = ht_mem_realloc(b->funcs, cap * sizeof(*v));
+		if (!v) {
+			b->err = -ENOMEM;
+			return 0;
+		}
+		b->funcs = v;
+		b->capfuncs = cap;
+	}
+	b->funcs[b->nfuncs] = (struct func){name, file};
+	return (uint32_t)b->nfuncs++;
+}
+
+/* A frame that stands for something with no address (the main thread, a
+ * thread created before heaptap started): a location with only a name. */
+static uint32_t synthetic(struct builder *b, const char *name)
+{
+	int64_t s = intern(b, name);
+	uint32_t idx = location(b, HT_SYNTH_KEY | (uint64_t)s, 0);
+	if (!b->err && !b->locs[idx].func)
+		b->locs[idx].func = function(b, s, 0) + 1;
+	return idx;
+}
+
+/* Location ids of one stack (leaf first), optionally ending with a
+ * synthetic root frame; returns how many. */
+static size_t stack_ids(struct builder *b, const uintptr_t *pcs, uint32_t depth, const char *root)
+{
+	size_t need = (size_t)depth + 1;
+	if (need > b->capids) {
+		uint32_t *v = ht_mem_realloc(b->ids, need * sizeof(*v));
+		if (!v) {
+			b->err = -ENOMEM;
+			return 0;
+		}
+		b->ids = v;
+		b->capids = need;
+	}
+	size_t n = 0;
+	for (uint32_t i = 0; i < depth && !b->err; i++) {
+		uintptr_t pc = pcs[i] & ~(uintptr_t)HT_SYNTH_KEY;
+		b->ids[n++] = location(b, pc, pc) + 1;
+	}
+	if (root && !b->err)
+		b->ids[n++] = synthetic(b, root) + 1;
+	return b->err ? 0 : n;
+}
+
+static void value_type(struct builder *b, unsigned field, const char *type, const char *unit)
+{
+	int64_t t = intern(b, type), u = intern(b, unit);
+	size_t start = ht_pb_begin(&b->pb);
+	ht_pb_int64_opt(&b->pb, HT_PB_VALUETYPE_TYPE, t);
+	ht_pb_int64_opt(&b->pb, HT_PB_VALUETYPE_UNIT, u);
+	ht_pb_end(&b->pb, field, start);
+}
+
+static int64_t round_value(double v)
+{
+	if (!(v == v))
+		return 0;
+	if (v >= 9.2e18)
+		return INT64_MAX;
+	if (v <= -9.2e18)
+		return INT64_MIN;
+	return llround(v);
+}
+
+/* Symbolize every location and settle its mapping. */
+static void symbolize_locations(struct builder *b)
+{
+	struct ht_sym *sym = NULL;
+	int err = ht_sym_open(&sym, b->maps.n + b->in->ngone);
+	if (err) {
+		b->err = err;
+		return;
+	}
+	for (size_t i = 0; i < b->nlocs && !b->err; i++) {
+		struct loc *l = &b->locs[i];
+		maybe_tick(b);
+		if (!l->pc)
+			continue;
+		uintptr_t addr = l->pc - 1;
+		size_t key = find_module(b, addr);
+		if (key == SIZE_MAX)
+			continue;
+		l->map = pmap_id(b, key);
+		struct pmap *pm = &b->pmaps[l->map - 1];
+		pm->nloc++;
+		struct ht_sym_frame f;
+		if (ht_sym_lookup(sym, key, pm->m, addr, &f) != 0)
+			continue;
+		int64_t name = intern(b, f.func), file = intern(b, f.file);
+		l->func = function(b, name, file) + 1;
+		l->line = f.line;
+		pm->nfunc++;
+		pm->nfile += f.file != NULL;
+		pm->nline += f.line > 0;
+	}
+	ht_sym_close(sym);
+}
+
+static void write_locations(struct builder *b)
+{
+	struct ht_pb *pb = &b->pb;
+	for (size_t i = 0; i < b->nlocs && !b->err; i++) {
+		const struct loc *l = &b->locs[i];
+		size_t start = ht_pb_begin(pb);
+		ht_pb_uint64(pb, HT_PB_LOCATION_ID, i + 1);
+		ht_pb_uint64_opt(pb, HT_PB_LOCATION_MAPPING_ID, l->map);
+		ht_pb_uint64_opt(pb, HT_PB_LOCATION_ADDRESS, l->pc ? l->pc - 1 : 0);
+		if (l->func) {
+			size_t ls = ht_pb_begin(pb);
+			ht_pb_uint64(pb, HT_PB_LINE_FUNCTION_ID, l->func);
+			ht_pb_int64_opt(pb, HT_PB_LINE_LINE, l->line);
+			ht_pb_end(pb, HT_PB_LOCATION_LINE, ls);
+		}
+		ht_pb_end(pb, HT_PB_PROFILE_LOCATION, start);
+		flush(b);
+		maybe_tick(b);
+	}
+	for (size_t i = 0; i < b->nfuncs && !b->err; i++) {
+		const struct func *f = &b->funcs[i];
+		size_t start = ht_pb_begin(pb);
+		ht_pb_uint64(pb, HT_PB_FUNCTION_ID, i + 1);
+		ht_pb_int64_opt(pb, HT_PB_FUNCTION_NAME, f->name);
+		ht_pb_int64_opt(pb, HT_PB_FUNCTION_SYSTEM_NAME, f->name);
+		ht_pb_int64_opt(pb, HT_PB_FUNCTION_FILENAME, f->file);
+		ht_pb_end(pb, HT_PB_PROFILE_FUNCTION, start);
+		flush(b);
+	}
+}
+
+static void write_mappings(struct builder *b)
+{
+	struct ht_pb *pb = &b->pb;
+	for (size_t i = 0; i < b->npmaps && !b->err; i++) {
+		const struct pmap *p = &b->pmaps[i];
+		char hex[2 * sizeof(p->m->build_id) + 1];
+		ht_maps_hex(p->m->build_id, p->m->build_id_len, hex);
+		int64_t file = intern(b, p->m->path), bid = intern(b, hex);
+		bool all = p->nloc > 0;
+		size_t start = ht_pb_begin(pb);
+		ht_pb_uint64(pb, HT_PB_MAPPING_ID, i + 1);
+		ht_pb_uint64_opt(pb, HT_PB_MAPPING_MEMORY_START, p->m->start);
+		ht_pb_uint64_opt(pb, HT_PB_MAPPING_MEMORY_LIMIT, p->m->limit);
+		ht_pb_uint64_opt(pb, HT_PB_MAPPING_FILE_OFFSET, p->m->file_offset);
+		ht_pb_int64_opt(pb, HT_PB_MAPPING_FILENAME, file);
+		ht_pb_int64_opt(pb, HT_PB_MAPPING_BUILD_ID, bid);
+		ht_pb_bool_opt(pb, HT_PB_MAPPING_HAS_FUNCTIONS, all && p->nfunc == p->nloc);
+		ht_pb_bool_opt(pb, HT_PB_MAPPING_HAS_FILENAMES, all && p->nfile == p->nloc);
+		ht_pb_bool_opt(pb, HT_PB_MAPPING_HAS_LINE_NUMBERS, all && p->nline == p->nloc);
+		ht_pb_end(pb, HT_PB_PROFILE_MAPPING, start);
+		flush(b);
+	}
+}
+
+/* The tail every profile shares: locations, functions, mappings, comments,
+ * times, the string table (last, once every string is in), then gzip's end. */
+static int finish(struct builder *b, const int64_t *comments, size_t ncomments)
+{
+	struct ht_pb *pb = &b->pb;
+	if (!b->err)
+		symbolize_locations(b);
+	write_locations(b);
+	write_mappings(b);
+	ht_pb_int64s(pb, HT_PB_PROFILE_COMMENT, comments, ncomments);
+	ht_pb_int64_opt(pb, HT_PB_PROFILE_TIME_NANOS, b->in->time_nanos);
+	for (size_t i = 0; i < b->strs.n && !b->err; i++) {
+		ht_pb_bytes(pb, HT_PB_PROFILE_STRING_TABLE, b->strs.v[i].p, b->strs.v[i].len);
+		flush(b);
+	}
+	if (!b->err && pb->err)
+		b->err = pb->err;
+	if (!b->err)
+		b->err = deflate_out(b, true);
+	return b->err;
+}
+
+int ht_profile_heap(const struct ht_profile_input *in, struct ht_buf *out)
+{
+	struct builder b;
+	size_t out_len = out->len;
+	int err = builder_init(&b, in, out);
+	if (err)
+		goto done;
+	/* The main executable is mapping 1, referenced or not. */
+	if (b.maps.main < b.maps.n)
+		pmap_id(&b, b.maps.main);
+
+	struct ht_pb *pb = &b.pb;
+	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "alloc_objects", "count");
+	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "alloc_space", "bytes");
+	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
+	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
+	ht_pb_int64(pb, HT_PB_PROFILE_DEFAULT_SAMPLE_TYPE, intern(&b, "inuse_space"));
+	value_type(&b, HT_PB_PROFILE_PERIOD_TYPE, "space", "bytes");
+	ht_pb_int64_opt(pb, HT_PB_PROFILE_PERIOD, (int64_t)in->rate);
+
+	int64_t kbytes = intern(&b, "bytes");
+	for (size_t i = 0; i < in->nheap && !b.err; i++) {
+		const struct ht_heap_row *r = &in->heap[i];
+		size_t n = stack_ids(&b, r->pcs, r->depth, r->depth ? NULL : "[unknown stack]");
+		int64_t v[4] = {round_value(r->alloc_objects), round_value(r->alloc_bytes),
+				round_value(r->inuse_objects), round_value(r->inuse_bytes)};
+		size_t start = ht_pb_begin(pb);
+		ht_pb_uint32s(pb, HT_PB_SAMPLE_LOCATION_ID, b.ids, n);
+		ht_pb_int64s(pb, HT_PB_SAMPLE_VALUE, v, 4);
+		size_t ls = ht_pb_begin(pb);
+		ht_pb_int64(pb, HT_PB_LABEL_KEY, kbytes);
+		ht_pb_int64(pb, HT_PB_LABEL_NUM, (int64_t)r->size);
+		ht_pb_int64(pb, HT_PB_LABEL_NUM_UNIT, kbytes);
+		ht_pb_end(pb, HT_PB_SAMPLE_LABEL, ls);
+		ht_pb_end(pb, HT_PB_PROFILE_SAMPLE, start);
+		flush(&b);
+		maybe_tick(&b);
+	}
+
+	int64_t cbuf[32], *comments = cbuf;
+	size_t nc = in->ncomments;
+	if (nc > 32) {
+		comments = ht_mem_calloc(nc, sizeof(*comments));
+		if (!comments && !b.err)
+			b.err = -ENOMEM;
+	}
+	for (size_t i = 0; i < nc && !b.err; i++)
+		comments[i] = intern(&b, in->comments[i]);
+	err = finish(&b, comments, b.err ? 0 : nc);
+	if (comments != cbuf)
+		ht_mem_free(comments);
+done:
+	builder_free(&b);
+	if (err)
+		out->len = out_len;
+	return err;
+}
+
+/* Names for the synthetic root frame of threads with a label. */
+static const char *thread_root(const char *label, char *buf, size_t n)
+{
+	if (!label)
+		return "[unknown creation stack]";
+	if (strcmp(label, "main") == 0)
+		return "[main thread]";
+	if (strcmp(label, "unknown") == 0)
+		return "[created before heaptap started]";
+	snprintf(buf, n, "[%s]", label);
+	return buf;
+}
+
+int ht_profile_threads(const struct ht_profile_input *in, struct ht_buf *out)
+{
+	struct builder b;
+	size_t out_len = out->len;
+	int err = builder_init(&b, in, out);
+	if (err)
+		goto done;
+	if (b.maps.main < b.maps.n)
+		pmap_id(&b, b.maps.main);
+
+	struct ht_pb *pb = &b.pb;
+	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "threads", "count");
+	value_type(&b, HT_PB_PROFILE_PERIOD_TYPE, "threads", "count");
+	ht_pb_int64(pb, HT_PB_PROFILE_PERIOD, 1);
+
+	int64_t korigin = intern(&b, "origin");
+	int64_t total = 0;
+	for (size_t i = 0; i < in->nthreads && !b.err; i++) {
+		const struct ht_thread_row *r = &in->threads[i];
+		char name[96];
+		const char *root = NULL;
+		if (r->depth == 0 || r->label)
+			root = thread_root(r->label, name, sizeof(name));
+		size_t n = stack_ids(&b, r->pcs, r->depth, root);
+		size_t start = ht_pb_begin(pb);
+		ht_pb_uint32s(pb, HT_PB_SAMPLE_LOCATION_ID, b.ids, n);
+		ht_pb_int64s(pb, HT_PB_SAMPLE_VALUE, &r->count, 1);
+		if (r->label) {
+			int64_t s = intern(&b, r->label);
+			size_t ls = ht_pb_begin(pb);
+			ht_pb_int64(pb, HT_PB_LABEL_KEY, korigin);
+			ht_pb_int64(pb, HT_PB_LABEL_STR, s);
+			ht_pb_end(pb, HT_PB_SAMPLE_LABEL, ls);
+		}
+		ht_pb_end(pb, HT_PB_PROFILE_SAMPLE, start);
+		total += r->count;
+		flush(&b);
+		maybe_tick(&b);
+	}
+
+	char line[64];
+	snprintf(line, sizeof(line), "live threads: %lld", (long long)total);
+	int64_t comment = intern(&b, line);
+	err = finish(&b, &comment, 1);
+done:
+	builder_free(&b);
+	if (err)
+		out->len = out_len;
+	return err;
+}

@@ -1,0 +1,81 @@
+/*
+ * profile.h - turning heaptap's aggregated state into pprof profiles.
+ *
+ * The engine (agg.c, thread.c) hands the writer plain arrays of rows; the
+ * writer owns everything after that: the profile.proto encoding (pb.c), the
+ * mapping table with build IDs (maps.c), symbol names and file:line
+ * (symbolize.c), gzip (output.c). All memory comes from ht_mem_*.
+ *
+ * Values in rows are already unbiased (see agg.c); the writer rounds them to
+ * integers and never scales again.
+ */
+#ifndef HT_PROFILE_H
+#define HT_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One heap profile sample: a distinct (stack, allocation size). */
+struct ht_heap_row {
+	const uintptr_t *pcs; /* return addresses, caller of the allocator first */
+	uint32_t depth;
+	uint64_t size;        /* the `bytes` label */
+	double alloc_objects, alloc_bytes, inuse_objects, inuse_bytes;
+};
+
+/* One thread profile sample: a distinct creation stack. */
+struct ht_thread_row {
+	const uintptr_t *pcs; /* stack that called pthread_create, its caller first */
+	uint32_t depth;       /* 0: unknown creation stack */
+	const char *label;    /* optional: "main", "unknown"; NULL for none */
+	int64_t count;        /* live threads created there */
+};
+
+/* A module heaptap saw loaded (e.g. just before dlclose), kept so samples
+ * taken inside it still get a mapping and names after it is gone. */
+struct ht_module {
+	uintptr_t start, limit;  /* executable range in memory */
+	uint64_t file_offset;    /* file offset that start corresponds to */
+	uintptr_t bias;          /* load bias (runtime address - link-time address) */
+	char path[256];
+	uint8_t build_id[32];
+	uint8_t build_id_len;
+};
+
+struct ht_profile_input {
+	uint64_t rate;            /* period of the heap profile */
+	int64_t time_nanos;       /* wall clock of the dump */
+	const struct ht_heap_row *heap;
+	size_t nheap;
+	const struct ht_thread_row *threads;
+	size_t nthreads;
+	const char *const *comments;   /* heap profile comments (process figures) */
+	size_t ncomments;
+	const struct ht_module *gone;  /* modules no longer mapped; may be NULL */
+	size_t ngone;
+	/* Called now and then during long work so the caller can keep draining
+	 * per-thread buffers; may be NULL. */
+	void (*tick)(void *arg);
+	void *tick_arg;
+};
+
+/* A growable byte buffer in ht_mem memory. */
+struct ht_buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+int ht_buf_reserve(struct ht_buf *b, size_t extra);  /* 0 or -ENOMEM */
+int ht_buf_append(struct ht_buf *b, const void *p, size_t n);
+void ht_buf_free(struct ht_buf *b);
+
+/* Encode the heap / thread profile as gzipped profile.proto into out
+ * (appended). Return 0 or a negative errno. */
+int ht_profile_heap(const struct ht_profile_input *in, struct ht_buf *out);
+int ht_profile_threads(const struct ht_profile_input *in, struct ht_buf *out);
+
+/* Read the executable range of one loaded module (e.g. from dlinfo's
+ * link_map) from memory into m. Used by the dlclose hook; must not allocate
+ * through malloc. Returns 0 or a negative errno. */
+int ht_module_from_memory(const char *path, uintptr_t bias, struct ht_module *m);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * real.c - resolving the next malloc, free, ... See real.h.
+ *
+ * Until resolution every pointer targets a stub that initialises heaptap and
+ * then calls the resolved function, so any entry point can come first. In a
+ * program linked statically with libc, dlsym cannot look anything up; there
+ * the glibc-internal __libc_* entry points are the allocator underneath.
+ */
+#include "real.h"
+
+#include "core.h"
+#include "mem.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+
+/* Stubs: in force only until resolution. If resolution is running on this
+ * very thread, heaptap's own memory serves (and a free is dropped). */
+static void *stub_malloc(size_t n);
+static void stub_free(void *p);
+static void *stub_calloc(size_t n, size_t s);
+static void *stub_realloc(void *p, size_t n);
+
+static void *stub_malloc(size_t n)
+{
+	ht_init();
+	return ht_real.malloc != stub_malloc ? ht_real.malloc(n) : ht_mem_alloc(n);
+}
+static void stub_free(void *p)
+{
+	ht_init();
+	if (ht_real.free != stub_free)
+		ht_real.free(p);
+}
+static void *stub_calloc(size_t n, size_t s)
+{
+	ht_init();
+	return ht_real.calloc != stub_calloc ? ht_real.calloc(n, s) : ht_mem_calloc(n, s);
+}
+static void *stub_realloc(void *p, size_t n)
+{
+	ht_init();
+	return ht_real.realloc != stub_realloc ? ht_real.realloc(p, n) : NULL;
+}
+
+struct ht_real ht_real = {
+	.malloc = stub_malloc,
+	.free = stub_free,
+	.calloc = stub_calloc,
+	.realloc = stub_realloc,
+};
+
+static void *next(const char *name)
+{
+	return dlsym(RTLD_NEXT, name);
+}
+
+#define RESOLVE(field, name) *(void **)&ht_real.field = next(name)
+
+int ht_real_init(void)
+{
+	struct ht_real r = ht_real;
+	RESOLVE(malloc, "malloc");
+	RESOLVE(free, "free");
+	RESOLVE(calloc, "calloc");
+	RESOLVE(realloc, "realloc");
+	if (!ht_real.malloc || !ht_real.free || !ht_real.calloc || !ht_real.realloc) {
+		/* Static program: no dynamic symbol lookup. */
+		ht_real = r;
+		ht_real.malloc = __libc_malloc;
+		ht_real.free = __libc_free;
+		ht_real.calloc = __libc_calloc;
+		ht_real.realloc = __libc_realloc;
+		ht_real.memalign = __libc_memalign;
+		ht_real.valloc = __libc_valloc;
+		ht_real.pvalloc = __libc_pvalloc;
+	} else {
+		RESOLVE(memalign, "memalign");
+		RESOLVE(valloc, "valloc");
+		RESOLVE(pvalloc, "pvalloc");
+	}
+	RESOLVE(reallocarray, "reallocarray");
+	RESOLVE(posix_memalign, "posix_memalign");
+	RESOLVE(aligned_alloc, "aligned_alloc");
+	RESOLVE(malloc_usable_size, "malloc_usable_size");
+	RESOLVE(free_sized, "free_sized");
+	RESOLVE(free_aligned_sized, "free_aligned_sized");
+	RESOLVE(pthread_create, "pthread_create");
+	RESOLVE(dlclose, "dlclose");
+	RESOLVE(sigaction, "sigaction");
+	RESOLVE(signal, "signal");
+	return 0;
+}

@@ -1,0 +1,259 @@
+/*
+ * thread.c - thread records, the pthread_create trampoline, reaping.
+ * See thread.h.
+ */
+#include "thread.h"
+
+#include "core.h"
+#include "log.h"
+#include "mem.h"
+#include "options.h"
+#include "tls.h"
+#include "unwind.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct ht_thread *_Atomic ht_threads;
+_Atomic uint64_t ht_threads_created;
+static _Atomic uint32_t next_serial = 1;
+
+/* The main thread's record is static: it exists before any memory does. */
+static union {
+	struct ht_thread t;
+	char bytes[sizeof(struct ht_thread) + 16];
+} main_rec;
+static _Atomic bool main_pushed;
+
+#define MAX_OWN 4
+static _Atomic pid_t own_tids[MAX_OWN];
+
+static pid_t sys_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+static void registry_push(struct ht_thread *th)
+{
+	struct ht_thread *head = atomic_load_explicit(&ht_threads, memory_order_relaxed);
+	do {
+		atomic_store_explicit(&th->next, head, memory_order_relaxed);
+	} while (!atomic_compare_exchange_weak_explicit(&ht_threads, &head, th,
+							memory_order_release,
+							memory_order_relaxed));
+}
+
+static struct ht_thread *record_new(unsigned depth)
+{
+	struct ht_thread *th = ht_mem_calloc(1, sizeof(*th) + depth * sizeof(uintptr_t));
+	if (th)
+		th->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
+	return th;
+}
+
+static void main_push_once(void)
+{
+	bool expect = false;
+	if (!atomic_compare_exchange_strong(&main_pushed, &expect, true))
+		return;
+	struct ht_thread *m = &main_rec.t;
+	m->is_main = true;
+	m->is_static = true;
+	m->serial = 0;
+	atomic_store(&m->tid, ht_core.pid);
+	atomic_store(&m->launched, 1);
+	atomic_store(&m->state, HT_THR_RUNNING);
+	registry_push(m);
+}
+
+struct ht_thread *ht_thread_self(void)
+{
+	struct ht_tls *t = &ht_tls;
+	if (t->thr)
+		return t->thr;
+	main_push_once();
+	pid_t tid = sys_gettid();
+	struct ht_thread *th;
+	if (tid == ht_core.pid) {
+		th = &main_rec.t;
+	} else {
+		/* A thread heaptap did not see start: made before heaptap was
+		 * loaded, or by clone() directly. No creation stack. */
+		th = record_new(0);
+		if (!th)
+			return NULL;
+		atomic_store(&th->tid, tid);
+		atomic_store(&th->launched, 1);
+		atomic_store(&th->state, HT_THR_RUNNING);
+		registry_push(th);
+	}
+	t->thr = th;
+	return th;
+}
+
+int ht_thread_ring(struct ht_thread *th)
+{
+	if (atomic_load_explicit(&th->ring_ready, memory_order_relaxed))
+		return 0;
+	uint64_t rate = atomic_load_explicit(&ht_core.rate, memory_order_relaxed);
+	size_t size = rate < HT_EXACT_RATE_LIMIT ? (size_t)1 << 20 : (size_t)64 << 10;
+	int r = ht_ring_init(&th->ring, size);
+	if (r == 0)
+		atomic_store_explicit(&th->ring_ready, 1, memory_order_release);
+	return r;
+}
+
+static void thread_exited(void *arg)
+{
+	struct ht_thread *th = arg;
+	atomic_store_explicit(&th->state, HT_THR_EXITED, memory_order_release);
+}
+
+static void *thread_start(void *arg)
+{
+	struct ht_thread *th = arg;
+	struct ht_tls *t = &ht_tls;
+	atomic_store(&th->tid, sys_gettid());
+	t->thr = th;
+	int expect = HT_THR_STARTING;
+	atomic_compare_exchange_strong(&th->state, &expect, HT_THR_RUNNING);
+	void *ret;
+	/* Return, pthread_exit and cancellation all end here. */
+	pthread_cleanup_push(thread_exited, th);
+	ret = th->fn(th->arg);
+	pthread_cleanup_pop(1);
+	return ret;
+}
+
+int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
+		     pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
+		     uintptr_t ra)
+{
+	struct ht_tls *t = &ht_tls;
+	if (atomic_load(&ht_core.state) != HT_READY || t->busy)
+		return real(thread, attr, fn, arg);
+	ht_busy_enter(t);
+	main_push_once();
+	unsigned depth = ht_opt.depth;
+	struct ht_thread *th = record_new(depth);
+	if (!th) {
+		ht_busy_exit(t);
+		return real(thread, attr, fn, arg);
+	}
+	th->from_create = true;
+	th->fn = fn;
+	th->arg = arg;
+	th->depth = ht_unwind_capture(th->pcs, depth, ra);
+	atomic_store(&th->state, HT_THR_STARTING);
+	registry_push(th);
+	ht_busy_exit(t);
+	int r = real(thread, attr, thread_start, th);
+	if (r != 0) {
+		atomic_store(&th->state, HT_THR_DEAD);
+		return r;
+	}
+	atomic_store_explicit(&th->launched, 1, memory_order_release);
+	atomic_fetch_add_explicit(&ht_threads_created, 1, memory_order_relaxed);
+	return 0;
+}
+
+static bool task_gone(pid_t tid)
+{
+	if (tid <= 0)
+		return false;
+	return syscall(SYS_tgkill, ht_core.pid, tid, 0) != 0 && errno == ESRCH;
+}
+
+void ht_thread_reap(void (*drain)(struct ht_thread *))
+{
+	int saved = errno;
+	struct ht_thread *prev = NULL;
+	struct ht_thread *th = atomic_load_explicit(&ht_threads, memory_order_acquire);
+	while (th) {
+		struct ht_thread *next = atomic_load_explicit(&th->next, memory_order_relaxed);
+		int st = atomic_load_explicit(&th->state, memory_order_acquire);
+		bool gone;
+		if (th->is_static) {
+			gone = false;
+		} else if (st == HT_THR_DEAD && !atomic_load(&th->launched)) {
+			gone = true; /* pthread_create failed */
+		} else if (st == HT_THR_STARTING) {
+			gone = false;
+		} else {
+			/* Exited threads, and threads heaptap never saw start, are
+			 * gone when the kernel no longer knows their tid. */
+			gone = (st == HT_THR_EXITED || st == HT_THR_DEAD || !th->from_create) &&
+			       task_gone(atomic_load(&th->tid));
+		}
+		if (!gone) {
+			prev = th;
+			th = next;
+			continue;
+		}
+		if (atomic_load_explicit(&th->ring_ready, memory_order_acquire))
+			drain(th);
+		atomic_fetch_add_explicit(&ht_core.samples_reaped, th->nsamples,
+					  memory_order_relaxed);
+		/* Unlink. Others only ever push at the head. */
+		if (prev) {
+			atomic_store_explicit(&prev->next, next, memory_order_relaxed);
+		} else {
+			struct ht_thread *expect = th;
+			if (!atomic_compare_exchange_strong(&ht_threads, &expect, next)) {
+				/* New records were pushed in front: find our predecessor. */
+				struct ht_thread *p = atomic_load(&ht_threads);
+				while (atomic_load(&p->next) != th)
+					p = atomic_load(&p->next);
+				atomic_store(&p->next, next);
+				prev = p;
+			}
+		}
+		ht_ring_destroy(&th->ring);
+		ht_mem_free(th);
+		th = next;
+	}
+	errno = saved;
+}
+
+void ht_thread_atfork_child(void)
+{
+	struct ht_thread *me = ht_tls.thr;
+	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
+		if (th == me) {
+			atomic_store(&th->tid, sys_gettid());
+			continue;
+		}
+		if (atomic_load(&th->state) != HT_THR_DEAD)
+			atomic_store(&th->state, th->is_static ? HT_THR_DEAD : HT_THR_EXITED);
+	}
+	for (unsigned i = 0; i < MAX_OWN; i++)
+		atomic_store(&own_tids[i], 0);
+}
+
+void ht_thread_note_own(pid_t tid)
+{
+	for (unsigned i = 0; i < MAX_OWN; i++) {
+		pid_t expect = 0;
+		if (atomic_compare_exchange_strong(&own_tids[i], &expect, tid))
+			return;
+	}
+}
+
+bool ht_thread_is_own(pid_t tid)
+{
+	for (unsigned i = 0; i < MAX_OWN; i++)
+		if (atomic_load(&own_tids[i]) == tid)
+			return true;
+	return false;
+}
+
+unsigned ht_thread_own_count(void)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < MAX_OWN; i++)
+		n += atomic_load(&own_tids[i]) != 0;
+	return n;
+}

@@ -1,0 +1,79 @@
+/*
+ * thread.h - heaptap's record of each application thread.
+ *
+ * A record holds the thread's event ring, its sample-id counter and, for
+ * threads started through pthread_create, the stack that created it. Records
+ * live in heaptap's own memory on one lock-free list: threads push
+ * themselves, and only the holder of the aggregation lock (normally the
+ * flusher) unlinks and frees a record, after the kernel says the thread is
+ * gone (tgkill(pid, tid, 0) fails with ESRCH) and its ring has been drained
+ * one last time. So a free() made by a thread's TLS or key destructors, after
+ * heaptap saw the thread's start routine end, still has a ring to write to.
+ */
+#ifndef HT_THREAD_H
+#define HT_THREAD_H
+
+#include "ring.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum ht_thread_state {
+	HT_THR_STARTING = 0, /* pthread_create in progress */
+	HT_THR_RUNNING = 1,  /* alive */
+	HT_THR_EXITED = 2,   /* start routine over (returned, pthread_exit, cancelled) */
+	HT_THR_DEAD = 3,     /* never started, or gone: reclaim once drained */
+};
+
+struct ht_thread {
+	struct ht_thread *_Atomic next;
+	_Atomic int state;
+	_Atomic int launched;   /* real pthread_create returned success */
+	bool from_create;       /* started through heaptap's pthread_create */
+	bool is_main;
+	bool is_static;         /* not in ht_mem: never freed */
+	_Atomic pid_t tid;      /* 0 until the thread runs */
+	uint32_t serial;
+	uint64_t nsamples;      /* producer-only sample counter */
+	_Atomic int ring_ready;
+	struct ht_ring ring;
+	void *(*fn)(void *);
+	void *arg;
+	uint64_t stack_hash;
+	uint32_t depth;         /* creation stack depth; 0 unknown */
+	uintptr_t pcs[];        /* creation stack, caller of pthread_create first */
+};
+
+extern struct ht_thread *_Atomic ht_threads;
+
+/* Counters for heaptap_stats and the profile comments. */
+extern _Atomic uint64_t ht_threads_created;
+
+/* The record of the calling thread, made on first use (NULL if out of
+ * memory). Call with the thread busy. */
+struct ht_thread *ht_thread_self(void);
+
+/* Make sure the calling thread's ring exists. 0 or -ENOMEM. */
+int ht_thread_ring(struct ht_thread *th);
+
+/* The pthread_create wrapper's work: `real` is the next pthread_create. */
+int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
+		     pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
+		     uintptr_t ra);
+
+/* Under the aggregation lock: unlink and free records of threads that are
+ * gone, after `drain` has emptied their ring. */
+void ht_thread_reap(void (*drain)(struct ht_thread *));
+
+/* Fork child: every record but the caller's is dead. */
+void ht_thread_atfork_child(void);
+
+/* Threads heaptap itself runs (excluded from every count). */
+void ht_thread_note_own(pid_t tid);
+bool ht_thread_is_own(pid_t tid);
+unsigned ht_thread_own_count(void);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * tls.h - the per-thread state every allocation touches.
+ *
+ * One small initial-exec TLS block per thread (the glibc manual requires the
+ * initial-exec model of a malloc replacement: a dynamic TLS access may itself
+ * call malloc). It starts all-zero, so a thread's first allocation finds a
+ * countdown of 0 and takes the slow path, which sets the thread up.
+ *
+ * The countdown doubles as the reentrancy guard: inside heaptap ("busy") it is
+ * parked far below zero, so every allocation the thread makes there drops to
+ * the slow path, which sees `busy` and serves it from heaptap's own memory
+ * without sampling. The fast path stays one subtraction and one branch.
+ */
+#ifndef HT_TLS_H
+#define HT_TLS_H
+
+#include <stdint.h>
+
+struct ht_thread;
+
+struct ht_tls {
+	int64_t countdown;       /* bytes until the next sample point */
+	uint32_t busy;           /* nesting depth inside heaptap */
+	uint32_t pad;
+	int64_t saved_countdown; /* countdown outside the outermost busy section */
+	uint64_t rng;            /* xorshift state, 0 until seeded */
+	uint64_t gap_rate;       /* the rate the current gap was drawn with */
+	struct ht_thread *thr;   /* this thread's record and ring; NULL until needed */
+};
+
+#define HT_BUSY_COUNTDOWN (INT64_MIN / 4)
+
+extern __thread struct ht_tls ht_tls __attribute__((tls_model("initial-exec")));
+
+static inline void ht_busy_enter(struct ht_tls *t)
+{
+	if (t->busy++ == 0) {
+		t->saved_countdown = t->countdown;
+		t->countdown = HT_BUSY_COUNTDOWN;
+	}
+}
+
+static inline void ht_busy_exit(struct ht_tls *t)
+{
+	if (--t->busy == 0)
+		t->countdown = t->saved_countdown;
+}
+
+#endif

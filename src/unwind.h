@@ -1,0 +1,28 @@
+/*
+ * unwind.h - call stacks for samples and thread creation, from libunwind.
+ *
+ * libunwind unwinds with DWARF CFI (.eh_frame), so code built without frame
+ * pointers unwinds too. heaptap's own frames are removed by address: the
+ * stack is cut at the return address of the interposed call (what
+ * __builtin_return_address(0) gave the wrapper), and, if that is not found,
+ * every leading frame inside heaptap's own text is dropped. Never a fixed
+ * skip count, which breaks as soon as the compiler inlines differently.
+ */
+#ifndef HT_UNWIND_H
+#define HT_UNWIND_H
+
+#include <stdint.h>
+
+/* Set libunwind's caching policy, find heaptap's own text, prime the
+ * unwinder once. 0 or a negative errno. */
+int ht_unwind_init(void);
+
+/* Fill out[0..max) with return addresses, out[0] being `ra` (the caller of
+ * the interposed function) and each next entry its caller. Returns the depth
+ * (0 when unwinding failed). Call with the thread busy. */
+unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra);
+
+/* Forget cached unwind info (after dlclose). */
+void ht_unwind_flush(void);
+
+#endif
