@@ -98,7 +98,7 @@ static void release(void *chain)
 int main(void)
 {
 	struct tally big = {.fn = "hold_big"}, medium = {.fn = "hold_medium"},
-		     churned = {.fn = "churn"};
+	             churned = {.fn = "churn"};
 	void *big_chain = NULL, *medium_chain = NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);

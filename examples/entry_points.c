@@ -305,7 +305,8 @@ NOINLINE static void ep_aligned_alloc(void)
 
 	for (int i = 0; i < 3; i++) {
 		void *p = noted(t, aligned_alloc(shape[i][0], shape[i][1]), shape[i][1]);
-		check(p && ((uintptr_t)p % shape[i][0]) == 0, "aligned_alloc_aligned", "bad result");
+		check(p && ((uintptr_t)p % shape[i][0]) == 0, "aligned_alloc_aligned",
+		      "bad result");
 		touch(p, shape[i][1]);
 		if (i < 2) {
 			keep(p);
@@ -432,9 +433,9 @@ static int dump_by_signal(void)
 	char heap[4096], threads[4096];
 
 	snprintf(heap, sizeof(heap), "%s/heaptap.%d.0001.heap.pb.gz", dir ? dir : ".",
-		 (int)getpid());
+	         (int)getpid());
 	snprintf(threads, sizeof(threads), "%s/heaptap.%d.0001.threads.pb.gz", dir ? dir : ".",
-		 (int)getpid());
+	         (int)getpid());
 	kill(getpid(), SIGUSR2);
 	if (wait_for_file(heap, 10) || wait_for_file(threads, 10))
 		return -ETIMEDOUT;

@@ -41,7 +41,7 @@
 #define NOINLINE __attribute__((noipa))
 #endif
 
-#define LEAK_EVERY 8             /* one request in 8 leaks its session */
+#define LEAK_EVERY    8          /* one request in 8 leaks its session */
 #define SESSION_BYTES (32 << 10) /* 32 KiB per leaked session */
 
 /* Tell the compiler the memory is used, so it cannot drop the allocation. */
@@ -126,7 +126,7 @@ NOINLINE static size_t build_response(const struct request *req, unsigned checks
 		return 0;
 	memset(body, 'x', len);
 	snprintf(body, len, "HTTP/1.1 200 OK\r\nX-Request: %u\r\nX-Sum: %u\r\n\r\n", req->id,
-		 checksum);
+	         checksum);
 	escape(body);
 	len = strlen(body) + req->body_len;
 	free(body);
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 
 	if (idle > 0) {
 		struct timespec ts = {.tv_sec = (time_t)idle,
-				      .tv_nsec = (long)((idle - (time_t)idle) * 1e9)};
+		                      .tv_nsec = (long)((idle - (time_t)idle) * 1e9)};
 		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 			;
 	}

@@ -43,15 +43,15 @@
 /* One spelling for both builds: a direct call when heaptap is linked, a
  * checked call through the weak symbol when it may be absent. */
 #ifdef HEAPTAP_WEAK
-#define HT(fn, ...) HEAPTAP_CALL(fn, __VA_ARGS__)
+#define HT(fn, ...)    HEAPTAP_CALL(fn, __VA_ARGS__)
 #define HT_PRESENT(fn) HEAPTAP_PRESENT(fn)
 #else
-#define HT(fn, ...) fn(__VA_ARGS__)
+#define HT(fn, ...)    fn(__VA_ARGS__)
 #define HT_PRESENT(fn) 1
 #endif
 
 #define CACHE_ENTRY 4096
-#define REQUESTS 24
+#define REQUESTS    24
 
 static char *cache[REQUESTS];
 static uint64_t cache_bytes, cache_objects;

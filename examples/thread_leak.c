@@ -37,7 +37,7 @@
 #define NOINLINE __attribute__((noipa))
 #endif
 
-#define POOL_SIZE 3
+#define POOL_SIZE   3
 #define STUCK_EVERY 4 /* request ids 3, 7, 11, ... never finish */
 
 /* Requests that wait here never get their answer. */
@@ -186,8 +186,8 @@ NOINLINE static void dump_and_report(int seq)
 		tasks = live_tasks();
 	}
 	int rc = HEAPTAP_CALL(heaptap_dump);
-	printf("dump %d rc=%d handlers=%u pool=%d main=1 tasks=%d\n", seq, rc, leaked,
-	       pool_running, tasks);
+	printf("dump %d rc=%d handlers=%u pool=%d main=1 tasks=%d\n", seq, rc, leaked, pool_running,
+	       tasks);
 	if (rc == -ENOSYS)
 		printf("heaptap absent: no profile written\n");
 }

@@ -43,13 +43,16 @@ int ht_track_enter(struct ht_tls *t)
 	return HT_MODE_FORWARD;
 }
 
-static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate)
+/* Room in the ring. A full ring first waits a little for the flusher: up to
+ * 1 ms for an allocation, 10 ms for a free (a lost free would leave a phantom
+ * live block), a second at exact rates, where nothing may be lost. */
+static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_free)
 {
 	void *rec = ht_ring_reserve(&th->ring, len);
-	if (rec || rate >= HT_EXACT_RATE_LIMIT)
+	if (rec)
 		return rec;
-	/* Exact mode: wait for the flusher to make room. */
-	for (int i = 0; i < 20000 && !rec; i++) {
+	int rounds = rate < HT_EXACT_RATE_LIMIT ? 20000 : is_free ? 200 : 20;
+	for (int i = 0; i < rounds && !rec; i++) {
 		if (!ht_flusher_running() && ht_flusher_start() != 0)
 			break;
 		ht_flusher_kick();
@@ -58,6 +61,19 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate)
 		rec = ht_ring_reserve(&th->ring, len);
 	}
 	return rec;
+}
+
+/* Publish a record; wake the flusher when the ring passes half full, so a
+ * burst is drained before it overflows. */
+static void commit(struct ht_thread *th, void *rec)
+{
+	struct ht_ring *r = &th->ring;
+	uint64_t before = atomic_load_explicit(&r->tail, memory_order_relaxed) -
+			  atomic_load_explicit(&r->head, memory_order_relaxed);
+	ht_ring_commit(r, rec);
+	uint64_t after = before + ((const struct ht_ev_hdr *)rec)->len;
+	if (before < r->size / 2 && after >= r->size / 2 && ht_flusher_running())
+		ht_flusher_kick();
 }
 
 static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uintptr_t ra)
@@ -75,7 +91,7 @@ static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uint
 		return;
 	}
 	uint32_t len = (uint32_t)(sizeof(struct ht_ev_alloc) + depth * sizeof(uintptr_t));
-	struct ht_ev_alloc *e = reserve(th, len, rate);
+	struct ht_ev_alloc *e = reserve(th, len, rate, 0);
 	if (!e) {
 		uint64_t dummy;
 		ht_addrset_remove(p, &dummy);
@@ -88,7 +104,7 @@ static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uint
 	e->size = n;
 	e->rate = rate;
 	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
-	ht_ring_commit(&th->ring, e);
+	commit(th, e);
 	(void)t;
 	if (!atomic_load_explicit(&ht_flusher_want, memory_order_relaxed))
 		atomic_store_explicit(&ht_flusher_want, true, memory_order_relaxed);
@@ -142,12 +158,13 @@ void ht_track_free_event(uint64_t id)
 	struct ht_thread *th = ht_thread_self();
 	struct ht_ev_free *e = NULL;
 	if (th && ht_thread_ring(th) == 0)
-		e = reserve(th, sizeof(*e), atomic_load_explicit(&ht_core.rate, memory_order_relaxed));
+		e = reserve(th, sizeof(*e),
+			    atomic_load_explicit(&ht_core.rate, memory_order_relaxed), 1);
 	if (e) {
 		e->h.kind = HT_EV_FREE;
 		e->h.depth = 0;
 		e->id = id;
-		ht_ring_commit(&th->ring, e);
+		commit(th, e);
 	} else {
 		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
 	}

@@ -470,6 +470,14 @@ class Profile:
                 "labels": labels,
             })
 
+    def figures(self):
+        """key=value numbers from the comments (e.g. samples_dropped=0)."""
+        out = {}
+        for c in self.comments:
+            for k, v in re.findall(r"([A-Za-z_][\w.]*)=(-?\d+)\b", c):
+                out[k] = int(v)
+        return out
+
     def str(self, i):
         if isinstance(i, int) and 0 <= i < len(self.strings):
             return self.strings[i]
@@ -683,6 +691,14 @@ def check_thread_shape(ctx, prof):
               "got %s period %s" % (prof.period_type, prof.period))
 
 
+def check_no_drops(ctx, prof, label=""):
+    """Comments that report dropped samples or events must say 0."""
+    drops = {k: v for k, v in prof.figures().items() if "drop" in k}
+    ctx.check(drops and all(v == 0 for v in drops.values()),
+              "%sno samples or events dropped" % label,
+              "comments report %s" % (drops or "no drop counters: %s" % prof.comments))
+
+
 def compare_expects(ctx, prof, expects, mode="leaf", label=""):
     """Exact comparison of the 'expect' lines with the profile (rate 1)."""
     if not expects:
@@ -736,5 +752,5 @@ SIGNALS = {"USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}
 
 __all__ = ["Context", "Run", "Profile", "Skip", "Failure", "decode_profile", "fn_matches",
            "go_pprof", "have_go_pprof", "pprof_raw_leaf_totals", "pprof_top", "main",
-           "check_heap_shape", "check_thread_shape", "compare_expects", "dump_stacks",
+           "check_heap_shape", "check_thread_shape", "check_no_drops", "compare_expects", "dump_stacks",
            "profile_path", "wait_files", "parse_expects", "clean_env"]

@@ -29,6 +29,7 @@ def body(ctx):
     prof = ctx.decode(heap)
     htlib.check_heap_shape(ctx, prof, rate=1)
     htlib.compare_expects(ctx, prof, expects, mode="anywhere")
+    htlib.check_no_drops(ctx, prof)
 
     # The stacks pass through operator new: proof that C++ allocation is covered.
     smp = prof.samples_with("cx_new_scalar")

@@ -35,6 +35,7 @@ def body(ctx):
     prof = ctx.decode(heap)
     htlib.check_heap_shape(ctx, prof, rate=1)
     htlib.compare_expects(ctx, prof, expects, mode="leaf")
+    htlib.check_no_drops(ctx, prof)
     ctx.check(prof.leaf_total("alloc_objects", "ep_usable_size") == 0,
               "malloc_usable_size allocates nothing")
 

@@ -15,10 +15,21 @@ import os
 import re
 import signal
 import stat
+import time
 
 import htlib
 
 FINAL = re.compile(r"^heaptap\.(\d+)\.(\d{4})\.(heap|threads)\.pb\.gz$")
+
+
+def complete_pairs(outdir, pid):
+    """Seqs for which both regular files of pid are in outdir."""
+    kinds = {}
+    for n in os.listdir(outdir):
+        m = FINAL.match(n)
+        if m and int(m.group(1)) == pid and stat.S_ISREG(os.lstat(os.path.join(outdir, n)).st_mode):
+            kinds.setdefault(int(m.group(2)), set()).add(m.group(3))
+    return sorted(s for s, k in kinds.items() if k == {"heap", "threads"})
 
 
 def files_and_modes(ctx, prog):
@@ -51,8 +62,18 @@ def files_and_modes(ctx, prog):
         planted = r.profile_path(2, "heap")
         os.symlink(canary, planted)
         r.send(signal.SIGUSR2)
-        # Wait for the second dump to finish: its threads file, or any later file.
-        htlib.wait_files([r.profile_path(2, "threads")], timeout=30, what=r)
+        # Wait for the second dump: a complete pair with a seq >= 2 (heaptap
+        # may write it as 0002 by replacing the link, or move on to 0003).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seqs = complete_pairs(outdir, r.pid)
+            if any(s >= 2 for s in seqs):
+                break
+            time.sleep(0.05)
+        ctx.check(any(s >= 2 for s in complete_pairs(outdir, r.pid)),
+                  "the dump after the planted symlink still writes a complete pair",
+                  "directory holds %s" % sorted(os.listdir(outdir)))
+        ctx.note("directory after the second dump: %s" % sorted(os.listdir(outdir)))
         after = os.stat(canary)
         with open(canary) as f:
             content = f.read()

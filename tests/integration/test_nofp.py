@@ -24,6 +24,7 @@ def check_server(ctx, name):
         r.kill()
     prof = ctx.decode(heap)
     htlib.check_heap_shape(ctx, prof, rate=524288)
+    htlib.check_no_drops(ctx, prof, "%s: " % name)
     top = prof.top("inuse_space", 5)
     ctx.check(top and top[0][0] == "remember_session", "%s: remember_session on top" % name,
               "top sites: %s" % top)

@@ -27,6 +27,7 @@ def body(ctx):
         if run == 1:
             htlib.check_heap_shape(ctx, prof, rate=524288)
         expects = r.expects()
+        htlib.check_no_drops(ctx, prof, tag)
         for fn in ("hold_big", "hold_medium"):
             for st in ("inuse_space", "alloc_space"):
                 want = expects[fn][st]

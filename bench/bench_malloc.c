@@ -1,0 +1,104 @@
+/*
+ * bench_malloc.c - malloc+free pair cost by block size and thread count.
+ *
+ * For every (threads, size) cell: start the threads, release them together,
+ * let each run p = malloc(size); touch; free(p) until the time budget is
+ * spent, and report
+ *     ns_per_pair = wall time x min(threads, cpus) / total pairs
+ * i.e. the core-time one pair costs (idle cores, e.g. threads asleep on a
+ * profiler's lock, count as cost). Usage: bench_malloc [ms] [sizes] [threads]
+ * with comma-separated lists; default 60 ms per cell, sizes 16..65536,
+ * threads 1,2,8.
+ */
+#include "common.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static _Atomic int stop;
+static pthread_barrier_t start_bar;
+static size_t cell_size;
+
+struct worker {
+	pthread_t th;
+	uint64_t pairs;
+	uint64_t end_ns;
+	char pad[48];
+};
+
+static void *run(void *arg)
+{
+	struct worker *w = arg;
+	size_t n = cell_size;
+	uint64_t pairs = 0;
+	pthread_barrier_wait(&start_bar);
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		for (int i = 0; i < 256; i++) {
+			char *p = malloc(n);
+			p[0] = (char)i;
+			bench_sink(p);
+			free(p);
+		}
+		pairs += 256;
+	}
+	w->end_ns = bench_now_ns();
+	w->pairs = pairs;
+	return NULL;
+}
+
+static int parse_list(const char *s, unsigned long *out, int max)
+{
+	int n = 0;
+	while (s && *s && n < max) {
+		char *end;
+		out[n++] = strtoul(s, &end, 10);
+		s = *end == ',' ? end + 1 : NULL;
+	}
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned ms = bench_ms(argc, argv, 1, 60);
+	unsigned long sizes[16] = {16, 64, 256, 1024, 4096, 65536};
+	unsigned long threads[8] = {1, 2, 8};
+	int nsizes = 6, nthreads = 3;
+	if (argc > 2)
+		nsizes = parse_list(argv[2], sizes, 16);
+	if (argc > 3)
+		nthreads = parse_list(argv[3], threads, 8);
+	long ncpu = bench_ncpu();
+	for (int ti = 0; ti < nthreads; ti++) {
+		for (int si = 0; si < nsizes; si++) {
+			unsigned nt = (unsigned)threads[ti];
+			struct worker *w = calloc(nt, sizeof(*w));
+			if (!w)
+				return 1;
+			cell_size = sizes[si];
+			atomic_store(&stop, 0);
+			pthread_barrier_init(&start_bar, NULL, nt + 1);
+			for (unsigned i = 0; i < nt; i++)
+				pthread_create(&w[i].th, NULL, run, &w[i]);
+			pthread_barrier_wait(&start_bar);
+			uint64_t t0 = bench_now_ns();
+			struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+			nanosleep(&ts, NULL);
+			atomic_store(&stop, 1);
+			uint64_t pairs = 0, end = t0;
+			for (unsigned i = 0; i < nt; i++) {
+				pthread_join(w[i].th, NULL);
+				pairs += w[i].pairs;
+				if (w[i].end_ns > end)
+					end = w[i].end_ns;
+			}
+			pthread_barrier_destroy(&start_bar);
+			double cores = (double)(nt < (unsigned)ncpu ? nt : (unsigned)ncpu);
+			double ns = (double)(end - t0) * cores / (double)(pairs ? pairs : 1);
+			printf("RESULT bench=malloc size=%lu threads=%u metric=ns_per_pair value=%.3f\n",
+			       sizes[si], nt, ns);
+			fflush(stdout);
+			free(w);
+		}
+	}
+	return 0;
+}

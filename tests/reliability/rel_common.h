@@ -1,0 +1,89 @@
+/*
+ * rel_common.h - small helpers shared by the reliability test programs.
+ *
+ * The programs are plain C (one C++), print key=value lines on stdout for the
+ * python drivers, and reach heaptap only through the weak API
+ * (-DHEAPTAP_WEAK), so they also run without heaptap (the "baseline" runs):
+ * every heaptap_* call then returns -ENOSYS.
+ */
+#ifndef REL_COMMON_H
+#define REL_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <heaptap.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static inline void rel_msleep(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static inline double rel_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One line on stdout, flushed (the driver reads lines as they come). */
+static inline void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+static inline int rel_dump(void)
+{
+	return HEAPTAP_CALL(heaptap_dump);
+}
+
+static inline int rel_stats(struct heaptap_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	return HEAPTAP_PRESENT(heaptap_stats) ? heaptap_stats(s, sizeof(*s)) : -ENOSYS;
+}
+
+/* Threads of this process, from /proc/self/task. */
+static inline int rel_task_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Keep the compiler from dropping an allocation. */
+static inline void rel_touch(void *p, size_t n)
+{
+	if (p && n)
+		((volatile char *)p)[0] = 1, ((volatile char *)p)[n - 1] = 2;
+	__asm__ volatile("" ::"r"(p) : "memory");
+}
+
+#endif

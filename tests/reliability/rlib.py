@@ -1,0 +1,318 @@
+"""rlib - helpers for heaptap's reliability tests (python3, stdlib only).
+
+Builds on tests/integration/htlib.py (Context, decoding with protoc, Skip and
+Failure) and adds what these tests need on top:
+
+  * Proc: a program started with or without LD_PRELOAD, stdin as a pipe,
+    optional preexec (rlimits, ignored signals), output collected as it comes;
+  * a hang watchdog: a program that outlives its timeout gets
+    `gdb -p PID -batch -ex 'thread apply all bt'` (itself and every
+    descendant) printed before it is killed, so a deadlock is diagnosable
+    from the ctest log alone;
+  * check_outdir: every file under a final name decodes completely, the
+    pairs of each dump are complete, no temporary file is left behind.
+
+Every driver takes the htlib options (--lib, --bindir, ...) plus --soak
+(longer, heavier runs; ctest registers those only with -DHEAPTAP_SOAK=ON).
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+import htlib  # noqa: E402
+from htlib import Failure, Skip, clean_env, decode_profile  # noqa: E402,F401
+
+SOAK = "--soak" in sys.argv
+if SOAK:
+    sys.argv.remove("--soak")
+
+FINAL_RE = re.compile(r"^heaptap\.(\d+)\.(\d{4,})\.(heap|threads)\.pb\.gz$")
+TMP_RE = re.compile(r"^\.heaptap\..*\.tmp$")
+
+
+def scale(quick, soak):
+    return soak if SOAK else quick
+
+
+def main(body, description=""):
+    htlib.main(body, description)
+
+
+# ---------------------------------------------------------------------------
+# Processes.
+
+def descendants(pid):
+    """pid and all its descendants (via /proc/<pid>/task/*/children)."""
+    out = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir("/proc/%d/task" % p):
+                try:
+                    with open("/proc/%d/task/%s/children" % (p, tid)) as f:
+                        todo.extend(int(c) for c in f.read().split())
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return out
+
+
+def gdb_backtraces(pid):
+    """All-thread backtraces of pid and its descendants, as text."""
+    if not shutil.which("gdb"):
+        return "(gdb not installed: no backtrace)"
+    parts = []
+    for p in descendants(pid)[:8]:
+        try:
+            r = subprocess.run(["gdb", "-p", str(p), "-batch", "-nx",
+                                "-ex", "set pagination off",
+                                "-ex", "thread apply all bt"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, timeout=60)
+            text = r.stdout.decode("utf-8", "replace")
+        except subprocess.TimeoutExpired:
+            text = "(gdb timed out)"
+        keep = [l for l in text.splitlines()
+                if l.startswith(("Thread ", "#")) or "LWP" in l]
+        parts.append("=== gdb backtrace of pid %d\n%s" % (p, "\n".join(keep) or text))
+    return "\n".join(parts)
+
+
+def thread_names(pid):
+    out = {}
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                    out[int(tid)] = f.read().strip()
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def task_status(pid, tid):
+    out = {}
+    with open("/proc/%d/task/%d/status" % (pid, tid)) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+class Proc:
+    """A program under heaptap (preload=True) or without it."""
+
+    def __init__(self, ctx, argv, env=None, preload=True, outdir=None, cwd=None,
+                 preexec=None, stdin=True, raw_env=None):
+        self.ctx = ctx
+        self.argv = [str(a) for a in argv]
+        self.outdir = outdir
+        if raw_env is not None:
+            self.env = raw_env
+        else:
+            extra = {}
+            if outdir is not None:
+                extra["HEAPTAP_DIR"] = outdir
+            if preload:
+                extra["LD_PRELOAD"] = ctx.lib
+            extra.update(env or {})
+            self.env = clean_env(extra)
+        self.out = []
+        self.err = []
+        self._cv = threading.Condition()
+        self.returncode = None
+        self.elapsed = None
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, cwd=cwd or outdir or None,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec)
+        self.pid = self.proc.pid
+        self._readers = [threading.Thread(target=self._pump, args=(s, sink), daemon=True)
+                         for s, sink in ((self.proc.stdout, self.out),
+                                         (self.proc.stderr, self.err))]
+        for t in self._readers:
+            t.start()
+
+    def _pump(self, stream, sink):
+        for raw in iter(stream.readline, b""):
+            with self._cv:
+                sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cv.notify_all()
+        stream.close()
+
+    def say(self, line):
+        """Write one line to the program's stdin."""
+        try:
+            self.proc.stdin.write((line + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def close_stdin(self):
+        try:
+            self.proc.stdin.close()
+        except (OSError, AttributeError):
+            pass
+
+    def wait_line(self, pattern, timeout=30):
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for line in self.out:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(min(left, 0.1))
+        self.hang_report("no line matching %r within %ss" % (pattern, timeout))
+
+    def hang_report(self, why):
+        """Print gdb backtraces (if still running), kill, raise Failure."""
+        bt = ""
+        if self.proc.poll() is None:
+            bt = gdb_backtraces(self.pid)
+            for p in reversed(descendants(self.pid)):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.proc.wait()
+        for t in self._readers:
+            t.join(5)
+        raise Failure("%s: %s\n%s\n%s" % (os.path.basename(self.argv[0]), why,
+                                          self.transcript(), bt))
+
+    def wait(self, timeout=60):
+        """Wait for exit; on timeout print backtraces and fail."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.hang_report("did not exit within %ss (hang?)" % timeout)
+        self.elapsed = time.monotonic() - self.t0
+        for t in self._readers:
+            t.join(10)
+        return self.returncode
+
+    def kill(self):
+        for p in reversed(descendants(self.pid)):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc.wait()
+
+    def send(self, sig):
+        os.kill(self.pid, sig)
+
+    @property
+    def stdout(self):
+        with self._cv:
+            return "\n".join(self.out)
+
+    @property
+    def stderr(self):
+        with self._cv:
+            return "\n".join(self.err)
+
+    def heaptap_lines(self):
+        with self._cv:
+            return [l for l in self.err if l.startswith("heaptap: ")]
+
+    def values(self):
+        """key=value pairs from stdout (last one wins)."""
+        out = {}
+        for line in self.stdout.splitlines():
+            for k, v in re.findall(r"([A-Za-z_]\w*)=(-?\w+)", line):
+                out[k] = v
+        return out
+
+    def transcript(self, limit=60):
+        def tail(lines):
+            lines = list(lines)
+            if len(lines) > limit:
+                lines = ["... (%d lines)" % (len(lines) - limit)] + lines[-limit:]
+            return "\n".join(lines)
+        with self._cv:
+            return "--- %s (pid %d, exit %s)\n--- stdout:\n%s\n--- stderr:\n%s\n---" % (
+                " ".join(self.argv)[:300], self.pid, self.proc.poll(), tail(self.out),
+                tail(self.err))
+
+
+def run(ctx, argv, timeout=60, **kw):
+    p = Proc(ctx, argv, stdin=kw.pop("stdin", False), **kw)
+    p.wait(timeout)
+    return p
+
+
+# ---------------------------------------------------------------------------
+# Output directories.
+
+def list_outdir(d):
+    """{(pid, seq): {kind: path}}, [temporary files], [other files]."""
+    finals, tmps, other = {}, [], []
+    if not os.path.isdir(d):
+        return finals, tmps, other
+    for name in sorted(os.listdir(d)):
+        m = FINAL_RE.match(name)
+        if m:
+            finals.setdefault((int(m.group(1)), int(m.group(2))), {})[m.group(3)] = \
+                os.path.join(d, name)
+        elif TMP_RE.match(name):
+            tmps.append(name)
+        else:
+            other.append(name)
+    return finals, tmps, other
+
+
+def check_outdir(ctx, d, label="", want_pairs=True, allow_tmp=False, decode=True):
+    """Every final file decodes; pairs complete; no temp files. Returns finals."""
+    finals, tmps, _ = list_outdir(d)
+    bad = []
+    if decode:
+        for key, kinds in sorted(finals.items()):
+            for kind, path in kinds.items():
+                try:
+                    prof = decode_profile(path, ctx.proto_dir)
+                    want = "inuse_space" if kind == "heap" else "threads"
+                    if want not in [t for t, _ in prof.sample_types]:
+                        bad.append("%s: sample types %s" % (os.path.basename(path),
+                                                            prof.sample_types))
+                except Failure as e:
+                    bad.append(str(e).splitlines()[0])
+    ctx.check(not bad, "%severy file under a final name decodes (%d dumps)" % (label, len(finals)),
+              "; ".join(bad[:5]))
+    if want_pairs:
+        half = ["%s.%04d" % k for k, v in finals.items() if set(v) != {"heap", "threads"}]
+        ctx.check(not half, "%severy dump has both heap and threads files" % label,
+                  ", ".join(half[:10]))
+    if not allow_tmp:
+        ctx.check(not tmps, "%sno temporary files left" % label, ", ".join(tmps[:10]))
+    return finals
+
+
+def need_protoc(ctx):
+    ctx.need_protoc()
+
+
+def lines_matching(lines, word):
+    return [l for l in lines if word in l]

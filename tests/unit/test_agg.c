@@ -1,0 +1,136 @@
+/*
+ * test_agg.c - the aggregation tables against hand-computed values: exact
+ * counts at rate 1, unbiased weights at a sampled rate, a free drained before
+ * its allocation, and the (stack, size) buckets the heap rows come from.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agg.h"
+#include "mem.h"
+#include "ring.h"
+#include "sample.h"
+
+static void alloc_ev(uint64_t id, uint64_t size, uint64_t rate, const uintptr_t *pcs,
+		     unsigned depth)
+{
+	union {
+		struct ht_ev_alloc e;
+		char b[sizeof(struct ht_ev_alloc) + 16 * sizeof(uintptr_t)];
+	} u;
+	u.e.h.kind = HT_EV_ALLOC;
+	u.e.h.depth = (uint16_t)depth;
+	u.e.h.len = (uint32_t)(sizeof(u.e) + depth * sizeof(uintptr_t));
+	u.e.id = id;
+	u.e.size = size;
+	u.e.rate = rate;
+	memcpy(u.e.pcs, pcs, depth * sizeof(uintptr_t));
+	ht_agg_event(&u.e.h);
+}
+
+static void free_ev(uint64_t id)
+{
+	struct ht_ev_free f = {.h = {.len = sizeof(f), .kind = HT_EV_FREE}, .id = id};
+	ht_agg_event(&f.h);
+}
+
+static const struct ht_heap_row *find(const struct ht_heap_row *r, size_t n, uintptr_t pc0,
+				      uint64_t size)
+{
+	for (size_t i = 0; i < n; i++)
+		if (r[i].depth && r[i].pcs[0] == pc0 && r[i].size == size)
+			return &r[i];
+	return NULL;
+}
+
+static void exact_and_sampled(void **state)
+{
+	(void)state;
+	const uintptr_t a[] = {0x1000, 0x2000, 0x3000};
+	const uintptr_t b[] = {0x1100, 0x2000, 0x3000};
+	/* Stack a: 10 blocks of 100 bytes at rate 1, 4 freed. */
+	for (uint64_t i = 0; i < 10; i++)
+		alloc_ev(100 + i, 100, 1, a, 3);
+	for (uint64_t i = 0; i < 4; i++)
+		free_ev(100 + i);
+	/* Stack b: 3 samples of 4096 bytes at rate 524288, one freed; the
+	 * free of id 202 arrives before its allocation. */
+	free_ev(202);
+	for (uint64_t i = 0; i < 3; i++)
+		alloc_ev(200 + i, 4096, 524288, b, 3);
+	/* Same stack, other size: its own bucket. */
+	alloc_ev(300, 64, 1, a, 3);
+
+	struct ht_heap_row *rows;
+	size_t n;
+	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
+	assert_int_equal(n, 3);
+	const struct ht_heap_row *ra = find(rows, n, 0x1000, 100);
+	assert_non_null(ra);
+	assert_true(ra->alloc_objects == 10 && ra->alloc_bytes == 1000);
+	assert_true(ra->inuse_objects == 6 && ra->inuse_bytes == 600);
+	assert_int_equal(ra->depth, 3);
+	assert_true(ra->pcs[2] == 0x3000);
+
+	double w = 1.0 / (1.0 - exp(-4096.0 / 524288.0));
+	const struct ht_heap_row *rb = find(rows, n, 0x1100, 4096);
+	assert_non_null(rb);
+	assert_true(fabs(rb->alloc_objects - 3 * w) < 1e-6);
+	assert_true(fabs(rb->alloc_bytes - 3 * w * 4096) < 1e-3);
+	assert_true(fabs(rb->inuse_objects - 2 * w) < 1e-6);
+	assert_true(fabs(rb->inuse_bytes - 2 * w * 4096) < 1e-3);
+
+	const struct ht_heap_row *rc = find(rows, n, 0x1000, 64);
+	assert_non_null(rc);
+	assert_true(rc->inuse_objects == 1 && rc->inuse_bytes == 64);
+	ht_mem_free(rows);
+
+	struct ht_agg_totals t;
+	ht_agg_totals(&t);
+	assert_int_equal(t.live_samples, 6 + 2 + 1);
+	assert_int_equal(t.pending, 0);
+	assert_true(fabs(t.live_bytes - (600 + 2 * w * 4096 + 64)) < 1e-3);
+	assert_int_equal(t.stacks, 2);
+	assert_int_equal(t.buckets, 3);
+}
+
+static void free_everything(void **state)
+{
+	(void)state;
+	/* Free the rest of exact_and_sampled's live samples: in-use goes to
+	 * exactly zero while alloc_* stays. */
+	for (uint64_t i = 4; i < 10; i++)
+		free_ev(100 + i);
+	free_ev(200);
+	free_ev(201);
+	free_ev(300);
+	struct ht_agg_totals t;
+	ht_agg_totals(&t);
+	assert_int_equal(t.live_samples, 0);
+	assert_true(t.live_bytes == 0);
+	struct ht_heap_row *rows;
+	size_t n;
+	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(rows[i].inuse_bytes < 1e-6);
+		assert_true(rows[i].alloc_objects > 0);
+	}
+	ht_mem_free(rows);
+}
+
+int main(void)
+{
+	ht_mem_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(exact_and_sampled),
+		cmocka_unit_test(free_everything),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
