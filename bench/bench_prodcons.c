@@ -112,18 +112,18 @@ int main(int argc, char **argv)
 		struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 		atomic_store(&stop, 1);
-		uint64_t pairs = 0, end = t0;
+		uint64_t pairs = 0, t_end = t0;
 		for (unsigned i = 0; i < 2 * np; i++)
 			pthread_join(th[i], NULL);
 		for (unsigned i = 0; i < np; i++) {
 			pairs += qs[i].consumed;
-			if (qs[i].end_ns > end)
-				end = qs[i].end_ns;
+			if (qs[i].end_ns > t_end)
+				t_end = qs[i].end_ns;
 		}
 		unsigned nt = 2 * np;
 		double cores = (double)(nt < (unsigned)ncpu ? nt : (unsigned)ncpu);
 		printf("RESULT bench=prodcons threads=%u metric=ns_per_pair value=%.3f\n", nt,
-		       (double)(end - t0) * cores / (double)(pairs ? pairs : 1));
+		       (double)(t_end - t0) * cores / (double)(pairs ? pairs : 1));
 		fflush(stdout);
 		free(qs);
 		free(th);

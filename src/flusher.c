@@ -464,6 +464,7 @@ int ht_flusher_start(void)
 	if (!atomic_compare_exchange_strong(&ht_flusher_state, &expect, 1))
 		return 0;
 	if (atomic_load(&stopping) || !ht_real.pthread_create) {
+		atomic_store(&ht_flusher_want, false);
 		atomic_store(&ht_flusher_state, 0);
 		return -ENOTSUP;
 	}

@@ -99,7 +99,7 @@ int ht_thread_ring(struct ht_thread *th)
 	if (atomic_load_explicit(&th->ring_ready, memory_order_relaxed))
 		return 0;
 	uint64_t rate = atomic_load_explicit(&ht_core.rate, memory_order_relaxed);
-	size_t size = rate < HT_EXACT_RATE_LIMIT ? (size_t)1 << 20 : (size_t)64 << 10;
+	size_t size = rate < HT_EXACT_RATE_LIMIT ? (size_t)256 << 10 : (size_t)64 << 10;
 	int r = ht_ring_init(&th->ring, size);
 	if (r == 0)
 		atomic_store_explicit(&th->ring_ready, 1, memory_order_release);

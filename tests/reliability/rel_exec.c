@@ -1,0 +1,216 @@
+/*
+ * rel_exec.c - exec, posix_spawn, vfork and raw clone under heaptap.
+ *
+ *   rel_exec spawn N        phase 1, single-threaded: N raw clone(SIGCHLD)
+ *                           children (no atfork handlers run) that malloc,
+ *                           free and _exit; phase 2, with 2 allocating
+ *                           threads: N posix_spawn and N vfork+execve of
+ *                           /bin/true, and vfork children that setenv (which
+ *                           mallocs) before _exit. Everything must be reaped.
+ *   rel_exec forkexec       dump (.0001), fork+exec self as "execchild" and
+ *                           posix_spawn self as "execchild", then dump again.
+ *   rel_exec execchild      allocate in exec_child_alloc, dump, print pid.
+ *   rel_exec execself 0|1   image 1 allocates in image1_alloc and dumps, then
+ *                           execs itself in place (same pid) as image 2, which
+ *                           allocates in image2_alloc and dumps.
+ *   rel_exec execfail       execv of a missing file fails; heaptap still works.
+ */
+#include "rel_common.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+extern char **environ;
+static _Atomic int stop;
+static const char *self;
+
+static NOINLINE void *keep_alloc(size_t n)
+{
+	void *p = malloc(n);
+	rel_touch(p, n);
+	return p;
+}
+
+static void *alloc_loop(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	void *slots[32] = {0};
+	while (!atomic_load(&stop)) {
+		unsigned i = rand_r(&seed) & 31;
+		free(slots[i]);
+		slots[i] = malloc(rand_r(&seed) % 5000 + 1);
+	}
+	for (int i = 0; i < 32; i++)
+		free(slots[i]);
+	return NULL;
+}
+
+static int reap(pid_t pid, int want)
+{
+	int st;
+	if (waitpid(pid, &st, 0) != pid)
+		return 0;
+	return WIFEXITED(st) && WEXITSTATUS(st) == want;
+}
+
+static int mode_spawn(int n)
+{
+	int bad = 0;
+	double t0 = rel_now();
+	/* Phase 1: raw clone, like systemd's raw_clone(): no atfork handlers. */
+	for (int i = 0; i < n; i++) {
+		free(keep_alloc(100 + i % 1000));
+		long pid = syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+		if (pid == 0) {
+			void *p = malloc(200);
+			free(malloc(5000));
+			free(p);
+			syscall(SYS_exit_group, 7);
+		}
+		if (pid < 0 || !reap((pid_t)pid, 7))
+			bad++;
+	}
+	say("raw_clone=%d bad=%d secs=%.1f", n, bad, rel_now() - t0);
+
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, alloc_loop, (void *)(uintptr_t)(i + 1));
+	char *targv[] = {"true", NULL};
+	t0 = rel_now();
+	for (int i = 0; i < n; i++) {
+		pid_t pid;
+		if (posix_spawn(&pid, "/bin/true", NULL, NULL, targv, environ) != 0 || !reap(pid, 0))
+			bad++;
+	}
+	say("posix_spawn=%d bad=%d secs=%.1f", n, bad, rel_now() - t0);
+	t0 = rel_now();
+	for (int i = 0; i < n; i++) {
+		pid_t pid = vfork();
+		if (pid == 0) {
+			execve("/bin/true", targv, environ);
+			_exit(127);
+		}
+		if (pid < 0 || !reap(pid, 0))
+			bad++;
+	}
+	say("vfork_exec=%d bad=%d secs=%.1f", n, bad, rel_now() - t0);
+	for (int i = 0; i < n / 10; i++) {
+		pid_t pid = vfork();
+		if (pid == 0) {
+			/* Undefined behaviour, but real programs do it (gperftools #1570). */
+			setenv("REL_EXEC_VFORK", "1", 1);
+			_exit(3);
+		}
+		if (pid < 0 || !reap(pid, 3))
+			bad++;
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	say("vfork_setenv=%d bad=%d", n / 10, bad);
+	int r = rel_dump();
+	say("dump=%d", r);
+	return bad ? 1 : 0;
+}
+
+static NOINLINE void *exec_child_alloc(size_t n)
+{
+	return keep_alloc(n);
+}
+
+static int mode_execchild(void)
+{
+	for (int i = 0; i < 100; i++)
+		exec_child_alloc(777);
+	int r = rel_dump();
+	say("execchild pid=%d dump=%d", (int)getpid(), r);
+	return 0;
+}
+
+static NOINLINE void *forkexec_parent_alloc(size_t n)
+{
+	return keep_alloc(n);
+}
+
+static int mode_forkexec(void)
+{
+	for (int i = 0; i < 100; i++)
+		forkexec_parent_alloc(555);
+	say("parent pid=%d dump1=%d", (int)getpid(), rel_dump());
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl(self, self, "execchild", (char *)NULL);
+		_exit(127);
+	}
+	int ok = reap(pid, 0);
+	char *cargv[] = {(char *)self, "execchild", NULL};
+	pid_t spid;
+	int sok = posix_spawn(&spid, self, NULL, NULL, cargv, environ) == 0 && reap(spid, 0);
+	say("children fork_exec_ok=%d spawn_ok=%d", ok, sok);
+	say("parent pid=%d dump2=%d", (int)getpid(), rel_dump());
+	return ok && sok ? 0 : 1;
+}
+
+static NOINLINE void *image1_alloc(size_t n)
+{
+	return keep_alloc(n);
+}
+
+static NOINLINE void *image2_alloc(size_t n)
+{
+	return keep_alloc(n);
+}
+
+static int mode_execself(int stage)
+{
+	if (stage == 0) {
+		for (int i = 0; i < 100; i++)
+			image1_alloc(1111);
+		say("image1 pid=%d dump=%d", (int)getpid(), rel_dump());
+		execl(self, self, "execself", "1", (char *)NULL);
+		perror("execl");
+		return 1;
+	}
+	for (int i = 0; i < 100; i++)
+		image2_alloc(2222);
+	say("image2 pid=%d dump=%d", (int)getpid(), rel_dump());
+	return 0;
+}
+
+static NOINLINE void *after_fail_alloc(size_t n)
+{
+	return keep_alloc(n);
+}
+
+static int mode_execfail(void)
+{
+	free(keep_alloc(100));
+	execl("/nonexistent/rel_exec_missing", "missing", (char *)NULL);
+	int e = errno;
+	for (int i = 0; i < 50; i++)
+		after_fail_alloc(4321);
+	say("exec_errno=%d dump=%d", e, rel_dump());
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	self = argv[0];
+	if (argc >= 3 && strcmp(argv[1], "spawn") == 0)
+		return mode_spawn(atoi(argv[2]));
+	if (argc >= 2 && strcmp(argv[1], "forkexec") == 0)
+		return mode_forkexec();
+	if (argc >= 2 && strcmp(argv[1], "execchild") == 0)
+		return mode_execchild();
+	if (argc >= 3 && strcmp(argv[1], "execself") == 0)
+		return mode_execself(atoi(argv[2]));
+	if (argc >= 2 && strcmp(argv[1], "execfail") == 0)
+		return mode_execfail();
+	fprintf(stderr, "usage: rel_exec spawn N | forkexec | execself 0 | execfail\n");
+	return 2;
+}
