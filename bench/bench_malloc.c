@@ -9,6 +9,8 @@
  * profiler's lock, count as cost). Usage: bench_malloc [ms] [sizes] [threads]
  * with comma-separated lists; default 60 ms per cell, sizes 16..65536,
  * threads 1,2,8.
+ * bench_malloc --pairs N SIZE: exactly N pairs on one thread, no output (for
+ * instruction counts under callgrind).
  */
 #include "common.h"
 
@@ -59,6 +61,17 @@ static int parse_list(const char *s, unsigned long *out, int max)
 
 int main(int argc, char **argv)
 {
+	if (argc > 3 && strcmp(argv[1], "--pairs") == 0) {
+		unsigned long n = strtoul(argv[2], NULL, 10);
+		size_t sz = strtoul(argv[3], NULL, 10);
+		for (unsigned long i = 0; i < n; i++) {
+			char *p = malloc(sz);
+			p[0] = (char)i;
+			bench_sink(p);
+			free(p);
+		}
+		return 0;
+	}
 	unsigned ms = bench_ms(argc, argv, 1, 60);
 	unsigned long sizes[16] = {16, 64, 256, 1024, 4096, 65536};
 	unsigned long threads[8] = {1, 2, 8};

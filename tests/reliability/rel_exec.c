@@ -58,6 +58,23 @@ static int reap(pid_t pid, int want)
 	return WIFEXITED(st) && WEXITSTATUS(st) == want;
 }
 
+/* One vfork child: exec /bin/true, or (setenv) call setenv and _exit(3). */
+static NOINLINE int vfork_once(int setenv_child)
+{
+	static char *targv[] = {"true", NULL};
+	pid_t pid = vfork();
+	if (pid == 0) {
+		if (setenv_child) {
+			/* Undefined behaviour, but real programs do it (gperftools #1570). */
+			setenv("REL_EXEC_VFORK", "1", 1);
+			_exit(3);
+		}
+		execve("/bin/true", targv, environ);
+		_exit(127);
+	}
+	return pid > 0 && reap(pid, setenv_child ? 3 : 0);
+}
+
 static int mode_spawn(int n)
 {
 	int bad = 0;
@@ -89,26 +106,11 @@ static int mode_spawn(int n)
 	}
 	say("posix_spawn=%d bad=%d secs=%.1f", n, bad, rel_now() - t0);
 	t0 = rel_now();
-	for (int i = 0; i < n; i++) {
-		pid_t pid = vfork();
-		if (pid == 0) {
-			execve("/bin/true", targv, environ);
-			_exit(127);
-		}
-		if (pid < 0 || !reap(pid, 0))
-			bad++;
-	}
+	for (int i = 0; i < n; i++)
+		bad += !vfork_once(0);
 	say("vfork_exec=%d bad=%d secs=%.1f", n, bad, rel_now() - t0);
-	for (int i = 0; i < n / 10; i++) {
-		pid_t pid = vfork();
-		if (pid == 0) {
-			/* Undefined behaviour, but real programs do it (gperftools #1570). */
-			setenv("REL_EXEC_VFORK", "1", 1);
-			_exit(3);
-		}
-		if (pid < 0 || !reap(pid, 3))
-			bad++;
-	}
+	for (int i = 0; i < n / 10; i++)
+		bad += !vfork_once(1);
 	atomic_store(&stop, 1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
