@@ -2,9 +2,10 @@
  * real.c - resolving the next malloc, free, ... See real.h.
  *
  * Until resolution every pointer targets a stub that initialises heaptap and
- * then calls the resolved function, so any entry point can come first. In a
- * program linked statically with libc, dlsym cannot look anything up; there
- * the glibc-internal __libc_* entry points are the allocator underneath.
+ * then calls the resolved function, so any entry point can come first. Should
+ * dlsym find no next malloc at all (an unusual loader set-up), glibc's own
+ * exported __libc_* entry points are the allocator underneath: forwarding
+ * somewhere is the only way to keep the program running.
  */
 #include "real.h"
 
@@ -74,7 +75,7 @@ int ht_real_init(void)
 	RESOLVE(calloc, "calloc");
 	RESOLVE(realloc, "realloc");
 	if (!ht_real.malloc || !ht_real.free || !ht_real.calloc || !ht_real.realloc) {
-		/* Static program: no dynamic symbol lookup. */
+		/* No next definition found: glibc's exported entry points. */
 		ht_real = r;
 		ht_real.malloc = __libc_malloc;
 		ht_real.free = __libc_free;
