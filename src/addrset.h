@@ -29,7 +29,10 @@ struct ht_addrset {
 	_Atomic uint8_t *occ;     /* per bucket: count (low 7 bits) | 0x80 overflowed */
 	_Atomic uintptr_t *keys;  /* buckets * WAYS */
 	_Atomic uint64_t *ids;
-	_Atomic uint64_t live;
+	/* Written on every sampled insert and remove: kept off the line every
+	 * free() reads, so threads sampling at high rates do not slow down
+	 * everyone else's frees. */
+	_Alignas(64) _Atomic uint64_t live;
 };
 
 extern struct ht_addrset ht_addrset;

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -489,6 +490,17 @@ static char *go_pprof_raw(const struct ht_buf *gz)
 /* ---------------------------------------------------------------------------
  * Tests */
 
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -521,7 +533,9 @@ static void test_heap(void **state)
 				      .ncomments = 3};
 	struct ht_buf out = {0};
 	assert_int_equal(ht_buf_append(&out, "keep", 4), 0);
+	int fds = count_fds();
 	assert_int_equal(ht_profile_heap(&in, &out), 0);
+	assert_int_equal(count_fds(), fds); /* libdw closed everything */
 	/* Appended after what was there. */
 	assert_memory_equal(out.data, "keep", 4);
 	struct ht_buf gz = {out.data + 4, out.len - 4, out.len - 4};
