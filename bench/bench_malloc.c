@@ -6,7 +6,7 @@
  * spent, and report
  *     ns_per_pair = wall time x min(threads, cpus) / total pairs
  * i.e. the core-time one pair costs (idle cores, e.g. threads asleep on a
- * profiler's lock, count as cost). Usage: bench_malloc [ms] [sizes] [threads]
+ * profiler's lock, count as cost); the median of 5 windows of ms/5 each. Usage: bench_malloc [ms] [sizes] [threads]
  * with comma-separated lists; default 60 ms per cell, sizes 16..65536,
  * threads 1,2,8.
  * bench_malloc --pairs N SIZE: exactly N pairs on one thread, no output (for
@@ -24,8 +24,8 @@ static size_t cell_size;
 struct worker {
 	pthread_t th;
 	uint64_t pairs;
-	uint64_t end_ns;
-	char pad[48];
+	uint64_t start_ns, end_ns;
+	char pad[40];
 };
 
 static void *run(void *arg)
@@ -34,6 +34,7 @@ static void *run(void *arg)
 	size_t n = cell_size;
 	uint64_t pairs = 0;
 	pthread_barrier_wait(&start_bar);
+	w->start_ns = bench_now_ns();
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		for (int i = 0; i < 256; i++) {
 			char *p = malloc(n);
@@ -59,6 +60,44 @@ static int parse_list(const char *s, unsigned long *out, int max)
 	return n;
 }
 
+#define WINDOWS 5
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* One window: nt threads, block size n, ms milliseconds; ns per pair. */
+static double cell(unsigned nt, size_t n, unsigned ms, long ncpu)
+{
+	struct worker *w = calloc(nt, sizeof(*w));
+	if (!w)
+		exit(1);
+	cell_size = n;
+	atomic_store(&stop, 0);
+	pthread_barrier_init(&start_bar, NULL, nt + 1);
+	for (unsigned i = 0; i < nt; i++)
+		pthread_create(&w[i].th, NULL, run, &w[i]);
+	pthread_barrier_wait(&start_bar);
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+	atomic_store(&stop, 1);
+	uint64_t pairs = 0, end = 0, t0 = UINT64_MAX;
+	for (unsigned i = 0; i < nt; i++) {
+		pthread_join(w[i].th, NULL);
+		pairs += w[i].pairs;
+		if (w[i].start_ns < t0)
+			t0 = w[i].start_ns;
+		if (w[i].end_ns > end)
+			end = w[i].end_ns;
+	}
+	pthread_barrier_destroy(&start_bar);
+	free(w);
+	double cores = (double)(nt < (unsigned)ncpu ? nt : (unsigned)ncpu);
+	return (double)(end - t0) * cores / (double)(pairs ? pairs : 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 3 && strcmp(argv[1], "--pairs") == 0) {
@@ -81,36 +120,19 @@ int main(int argc, char **argv)
 	if (argc > 3)
 		nthreads = parse_list(argv[3], threads, 8);
 	long ncpu = bench_ncpu();
+	/* Untimed warm-up: the profiler's start-up is not a pair's cost. */
+	cell(1, 64, 20, ncpu);
 	for (int ti = 0; ti < nthreads; ti++) {
 		for (int si = 0; si < nsizes; si++) {
-			unsigned nt = (unsigned)threads[ti];
-			struct worker *w = calloc(nt, sizeof(*w));
-			if (!w)
-				return 1;
-			cell_size = sizes[si];
-			atomic_store(&stop, 0);
-			pthread_barrier_init(&start_bar, NULL, nt + 1);
-			for (unsigned i = 0; i < nt; i++)
-				pthread_create(&w[i].th, NULL, run, &w[i]);
-			pthread_barrier_wait(&start_bar);
-			uint64_t t0 = bench_now_ns();
-			struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-			nanosleep(&ts, NULL);
-			atomic_store(&stop, 1);
-			uint64_t pairs = 0, end = t0;
-			for (unsigned i = 0; i < nt; i++) {
-				pthread_join(w[i].th, NULL);
-				pairs += w[i].pairs;
-				if (w[i].end_ns > end)
-					end = w[i].end_ns;
-			}
-			pthread_barrier_destroy(&start_bar);
-			double cores = (double)(nt < (unsigned)ncpu ? nt : (unsigned)ncpu);
-			double ns = (double)(end - t0) * cores / (double)(pairs ? pairs : 1);
-			printf("RESULT bench=malloc size=%lu threads=%u metric=ns_per_pair value=%.3f\n",
-			       sizes[si], nt, ns);
+			/* Median of WINDOWS short windows: a preempted window on a
+			 * noisy VM does not move the result. */
+			double v[WINDOWS];
+			for (int k = 0; k < WINDOWS; k++)
+				v[k] = cell((unsigned)threads[ti], sizes[si], ms / WINDOWS, ncpu);
+			qsort(v, WINDOWS, sizeof(double), cmp_double);
+			printf("RESULT bench=malloc size=%lu threads=%lu metric=ns_per_pair value=%.3f\n",
+			       sizes[si], threads[ti], v[WINDOWS / 2]);
 			fflush(stdout);
-			free(w);
 		}
 	}
 	return 0;

@@ -40,7 +40,7 @@ CONFIG_INFO = {
     "none": ("glibc malloc, no profiler", None),
     "heaptap": ("LD_PRELOAD=libheaptap.so, default rate (512 KiB)", "none"),
     "heaptap-r1": ("heaptap, HEAPTAP_RATE=1 (every allocation)", "none"),
-    "heaptrack": ("heaptrack 1.4 recording (`heaptrack -o FILE prog`)", "none"),
+    "heaptrack": ("heaptrack 1.4 recording (`heaptrack -r -o FILE prog`: raw trace, no live interpreter)", "none"),
     "jemalloc": ("LD_PRELOAD=libjemalloc.so.2, no profiling", None),
     "jemalloc-prof": ("jemalloc, MALLOC_CONF=prof:true,lg_prof_sample:19", "jemalloc"),
     "tcmalloc": ("LD_PRELOAD=libtcmalloc.so.4 (gperftools), no sampling", None),
@@ -58,6 +58,7 @@ class Env:
         self.tmp = tmp
         self.htdir = os.path.join(tmp, "heaptap-out")
         self.scratch = os.path.join(tmp, "scratch")
+        self.at_exit = False
         for d in (self.htdir, self.scratch):
             os.makedirs(d, exist_ok=True)
 
@@ -66,13 +67,15 @@ class Env:
         s = self.scratch
         if name == "none":
             return {}, []
+        ae = {"HEAPTAP_AT_EXIT": "1"} if self.at_exit else {}
         if name == "heaptap":
-            return {"LD_PRELOAD": self.lib, "HEAPTAP_DIR": self.htdir, "HEAPTAP_AT_EXIT": "1"}, []
+            return dict(ae, LD_PRELOAD=self.lib, HEAPTAP_DIR=self.htdir), []
         if name == "heaptap-r1":
-            return {"LD_PRELOAD": self.lib, "HEAPTAP_DIR": self.htdir, "HEAPTAP_AT_EXIT": "1",
-                    "HEAPTAP_RATE": "1"}, []
+            return dict(ae, LD_PRELOAD=self.lib, HEAPTAP_DIR=self.htdir, HEAPTAP_RATE="1"), []
         if name == "heaptrack":
-            return {}, ["heaptrack", "-o", os.path.join(s, "heaptrack.%p")]
+            # -r: record only (raw trace, zstd-compressed); its live
+            # interpreter is left out (see bench/README.md).
+            return {}, ["heaptrack", "-r", "-o", os.path.join(s, "heaptrack.%p")]
         if name == "jemalloc":
             return {"LD_PRELOAD": JEMALLOC}, []
         if name == "jemalloc-prof":
@@ -357,6 +360,7 @@ def geomean(xs):
 def run_suite(benches, reps, log):
     """data[bench][cfg] = list of (results dict, rss KiB, own bytes) per rep."""
     data = {b.name: {c: [] for c in b.configs} for b in benches}
+    own = {b.name: {} for b in benches}
     errors = []
     for b in benches:
         b.setup()
@@ -365,14 +369,23 @@ def run_suite(benches, reps, log):
             for cfg in b.configs:
                 b.e.clean()
                 res, rss, err = b.run(cfg)
-                own = b.e.heaptap_own_bytes() if cfg.startswith("heaptap") else None
                 if err:
                     errors.append("%s/%s rep %d: %s" % (b.name, cfg, rep, err))
                     log("  ! %s %s: %s" % (b.name, cfg, err))
-                data[b.name][cfg].append((res, rss, own))
+                data[b.name][cfg].append((res, rss, None))
             log("  %s rep %d/%d done (%.0f s)" % (b.name, rep + 1, reps, time.monotonic() - t0))
+        # One more run per heaptap config with HEAPTAP_AT_EXIT=1, outside the
+        # timed set: heaptap's own memory from the profile comment, and the
+        # peak RSS with a dump at exit.
+        b.e.at_exit = True
+        for cfg in ("heaptap", "heaptap-r1"):
+            if cfg in b.configs:
+                b.e.clean()
+                res, rss, err = b.run(cfg)
+                own[b.name][cfg] = (b.e.heaptap_own_bytes(), rss)
+        b.e.at_exit = False
         b.teardown()
-    return data, errors
+    return data, errors, own
 
 
 def summarize(bench, cfgdata):
@@ -560,8 +573,11 @@ def write_report(path, info, args, configs_used, summaries, dump_runs, cg, error
                     for c in cfgs))
         o = [(c, own[c]) for c in cfgs if own.get(c)]
         if o:
-            w("\nheaptap's own memory (`heaptap_own_bytes` in the at-exit profile), MiB: " +
-              ", ".join("`%s` %.2f" % (c, v / 1048576.0) for c, v in o))
+            w("\nExtra run with HEAPTAP_AT_EXIT=1 (not in the timings): heaptap's own memory "
+              "(`heaptap_own_bytes` in the at-exit profile) and peak RSS including that dump: " +
+              ", ".join("`%s` %s MiB own, %s MiB peak" %
+                        (c, fmt(v[0] / 1048576.0 if v[0] is not None else None, 2),
+                         fmt(v[1] / 1024.0 if v[1] else None)) for c, v in o))
         w("")
 
     w("## Dumps\n")
@@ -759,7 +775,7 @@ def main():
     q = args.quick
     ms = lambda full, quick: str(quick if q else full)  # noqa
     benches = [
-        CBench(e, args, "malloc", ["bench_malloc", ms(60, 25)], "ns/pair", alloc_cfgs),
+        CBench(e, args, "malloc", ["bench_malloc", ms(100, 50)], "ns/pair", alloc_cfgs),
         CBench(e, args, "prodcons", ["bench_prodcons", ms(300, 150)], "ns/pair", alloc_cfgs),
         CBench(e, args, "sites", ["bench_sites", ms(300, 150)], "ns/op", alloc_cfgs),
         CBench(e, args, "churn", ["bench_churn", ms(300, 150)], "µs/thread", alloc_cfgs),
@@ -776,11 +792,11 @@ def main():
     t0 = time.monotonic()
     info = machine_info(e)
     log("heaptap bench: %d reps, %s, tmp %s" % (args.reps, "quick" if q else "full", tmp))
-    data, errors = run_suite(benches, args.reps, log)
+    data, errors, owns = run_suite(benches, args.reps, log)
     summaries = {}
     for b in benches:
-        rows, rss, own = summarize(b, data[b.name])
-        summaries[b.name] = (rows, rss, own, b)
+        rows, rss, _ = summarize(b, data[b.name])
+        summaries[b.name] = (rows, rss, owns[b.name], b)
     dump_runs = run_dump(e, args, log) if not args.only or "dump" in args.only else []
     cg = run_callgrind(e, args, log) if not args.only or "callgrind" in args.only else None
     used = []

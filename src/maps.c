@@ -4,18 +4,21 @@
  * Owns the /proc/self/maps parser (ht_maps_*), the small ELF reader that
  * finds a module's load bias and GNU build ID, and ht_module_from_memory()
  * for the dlclose hook. It reads with open/read/pread only, keeps everything
- * in ht_mem memory, and never calls malloc or stdio. Memory of the process is
- * read with process_vm_readv on ourselves, so a module unmapped by another
- * thread in the meantime gives EFAULT instead of a crash; where that call is
- * not allowed (seccomp), it falls back to plain loads.
+ * in ht_mem memory, and never calls malloc or stdio.
+ *
+ * The process's own memory is read only inside dl_iterate_phdr callbacks,
+ * for objects the dynamic linker lists: the loader lock is held there, so no
+ * other thread can dlclose (unmap) the object while its notes are read, and
+ * no syscall a seccomp filter might forbid (process_vm_readv) is needed.
+ * Note segments are read only where a PT_LOAD covers them. Mappings the
+ * dynamic linker does not know (files mmap'ed by hand) are read from disk,
+ * unless the file was deleted: its path may name another file by now.
  */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "maps.h"
@@ -23,39 +26,22 @@
 
 #define HT_PAGE_MASK ((uint64_t)4095)
 #define HT_MAX_PHDRS 64
-#define HT_DELETED " (deleted)"
+#define HT_DELETED   " (deleted)"
 
 /* ---------------------------------------------------------------------------
- * Reading bytes from a file (fd >= 0, positions are file offsets) or from our
- * own memory (fd < 0, positions are addresses). */
+ * Reading bytes from a file (fd >= 0, positions are file offsets) or from a
+ * loaded object under the loader lock (fd < 0, positions are addresses). */
 
 struct src {
 	int fd;
 };
 
-static atomic_int vm_readv_broken;
-
-static int mem_read(uint64_t addr, void *buf, size_t n)
-{
-	if (!atomic_load_explicit(&vm_readv_broken, memory_order_relaxed)) {
-		struct iovec local = {buf, n}, remote = {(void *)(uintptr_t)addr, n};
-		ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-		if (r == (ssize_t)n)
-			return 0;
-		if (r >= 0 || errno == EFAULT)
-			return -EFAULT;
-		if (errno != ENOSYS && errno != EPERM)
-			return -errno;
-		atomic_store_explicit(&vm_readv_broken, 1, memory_order_relaxed);
-	}
-	memcpy(buf, (const void *)(uintptr_t)addr, n);
-	return 0;
-}
-
 static int src_read(const struct src *s, uint64_t pos, void *buf, size_t n)
 {
-	if (s->fd < 0)
-		return mem_read(pos, buf, n);
+	if (s->fd < 0) {
+		memcpy(buf, (const void *)(uintptr_t)pos, n);
+		return 0;
+	}
 	size_t done = 0;
 	while (done < n) {
 		ssize_t r = pread(s->fd, (char *)buf + done, n - done, (off_t)(pos + done));
@@ -94,7 +80,7 @@ static int elf_read_phdrs(const struct src *s, uint64_t base, struct elf_hdrs *h
 
 /* Walk the notes in [pos, pos+size) for NT_GNU_BUILD_ID. */
 static int elf_note_build_id(const struct src *s, uint64_t pos, uint64_t size, uint64_t align,
-			     uint8_t *id, size_t cap)
+                             uint8_t *id, size_t cap)
 {
 	uint64_t a = align == 8 ? 8 : 4;
 	uint64_t end = pos + size;
@@ -124,14 +110,28 @@ static int elf_note_build_id(const struct src *s, uint64_t pos, uint64_t size, u
 	return -ENOENT;
 }
 
+/* True when [vaddr, vaddr+size) lies in the file-backed part of a PT_LOAD. */
+static bool elf_loaded(const struct elf_hdrs *h, uint64_t vaddr, uint64_t size)
+{
+	for (unsigned i = 0; i < h->n; i++) {
+		const Elf64_Phdr *p = &h->ph[i];
+		if (p->p_type == PT_LOAD && vaddr >= p->p_vaddr &&
+		    vaddr + size <= p->p_vaddr + p->p_filesz && vaddr + size >= vaddr)
+			return true;
+	}
+	return false;
+}
+
 /* Build ID from the PT_NOTE segments; in memory notes sit at bias + vaddr,
  * in a file at p_offset. */
 static int elf_build_id(const struct src *s, const struct elf_hdrs *h, uint64_t bias, uint8_t *id,
-			size_t cap)
+                        size_t cap)
 {
 	for (unsigned i = 0; i < h->n; i++) {
 		const Elf64_Phdr *p = &h->ph[i];
 		if (p->p_type != PT_NOTE)
+			continue;
+		if (s->fd < 0 && !elf_loaded(h, p->p_vaddr, p->p_filesz))
 			continue;
 		uint64_t pos = s->fd < 0 ? bias + p->p_vaddr : p->p_offset;
 		int r = elf_note_build_id(s, pos, p->p_filesz, p->p_align, id, cap);
@@ -258,58 +258,68 @@ static bool parse_line(const char *p, const char *e, struct line *l)
 	return l->end > l->start;
 }
 
-static bool same_path(const struct line *a, const struct line *b)
+/* Bias and build ID of mapping x from the file on disk. */
+static void read_elf_file(struct ht_mapping *x)
 {
-	return a->plen == b->plen && memcmp(a->path, b->path, a->plen) == 0;
-}
-
-/* Fill bias and build ID of exec mapping x (lines[xi]). */
-static void read_elf_info(struct ht_mapping *x, const struct line *lines, size_t xi)
-{
-	const struct line *l = &lines[xi];
-	struct elf_hdrs h;
-
-	/* The header mapping: the nearest readable offset-0 mapping of the same
-	 * file at or below this one. */
-	for (size_t i = xi + 1; i-- > 0;) {
-		const struct line *hl = &lines[i];
-		if (hl->offset != 0 || hl->perms[0] != 'r' || !same_path(hl, l))
-			continue;
-		struct src s = {-1};
-		if (elf_read_phdrs(&s, hl->start, &h) != 0)
-			break;
-		const Elf64_Phdr *p0 = elf_load_at(&h, 0);
-		if (!p0)
-			break;
-		x->m.bias = hl->start - (p0->p_vaddr & ~HT_PAGE_MASK);
-		x->bias_ok = true;
-		int r = elf_build_id(&s, &h, x->m.bias, x->m.build_id, sizeof(x->m.build_id));
-		if (r > 0) {
-			x->m.build_id_len = (uint8_t)r;
-			return;
-		}
-		break;
-	}
-	/* A deleted file's path may name a different file now. */
-	if (!x->path_ok || x->deleted)
-		return;
-
-	/* The file on disk (also when the headers in memory gave no build ID). */
 	int fd = open_ro(x->m.path);
 	if (fd < 0)
 		return;
 	struct src s = {fd};
+	struct elf_hdrs h;
 	if (elf_read_phdrs(&s, 0, &h) == 0) {
 		const Elf64_Phdr *p = elf_load_at(&h, x->m.file_offset);
 		if (!x->bias_ok && p) {
 			x->m.bias = x->m.start - (p->p_vaddr & ~HT_PAGE_MASK);
 			x->bias_ok = true;
 		}
-		int r = elf_build_id(&s, &h, 0, x->m.build_id, sizeof(x->m.build_id));
-		if (r > 0)
-			x->m.build_id_len = (uint8_t)r;
+		if (!x->m.build_id_len) {
+			int r = elf_build_id(&s, &h, 0, x->m.build_id, sizeof(x->m.build_id));
+			if (r > 0)
+				x->m.build_id_len = (uint8_t)r;
+		}
 	}
 	close(fd);
+}
+
+/* For every object the dynamic linker has loaded: its executable segments
+ * tell which mappings are its, dlpi_addr is their bias, and its notes (read
+ * under the loader lock) give the build ID. */
+static int loaded_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct ht_maps *maps = data;
+	(void)size;
+	struct elf_hdrs h;
+	h.n = info->dlpi_phnum < HT_MAX_PHDRS ? info->dlpi_phnum : HT_MAX_PHDRS;
+	memcpy(h.ph, info->dlpi_phdr, h.n * sizeof(Elf64_Phdr));
+	uint8_t id[sizeof(maps->v[0].m.build_id)];
+	int idlen = -1; /* not read yet */
+	for (unsigned i = 0; i < h.n; i++) {
+		const Elf64_Phdr *p = &h.ph[i];
+		if (p->p_type != PT_LOAD || !(p->p_flags & PF_X) || p->p_memsz == 0)
+			continue;
+		uintptr_t lo = info->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
+		for (const struct ht_mapping *c = ht_maps_find(maps, lo); c;
+		     c = ht_maps_find(maps, lo)) {
+			struct ht_mapping *x = &maps->v[c - maps->v];
+			if (!x->bias_ok) {
+				if (idlen < 0) {
+					struct src s = {-1};
+					idlen = elf_build_id(&s, &h, info->dlpi_addr, id,
+					                     sizeof(id));
+				}
+				x->m.bias = info->dlpi_addr;
+				x->bias_ok = true;
+				if (idlen > 0) {
+					memcpy(x->m.build_id, id, (size_t)idlen);
+					x->m.build_id_len = (uint8_t)idlen;
+				}
+			}
+			if (x->m.limit >= hi)
+				break;
+			lo = x->m.limit;
+		}
+	}
+	return 0;
 }
 
 static void set_path(struct ht_mapping *x, const char *p, size_t n)
@@ -322,7 +332,7 @@ static void set_path(struct ht_mapping *x, const char *p, size_t n)
 }
 
 int ht_maps_parse(struct ht_maps *maps, const char *text, size_t len, const char *exe,
-		  bool read_elf)
+                  bool read_elf)
 {
 	memset(maps, 0, sizeof(*maps));
 	size_t nlines = 0;
@@ -375,13 +385,19 @@ int ht_maps_parse(struct ht_maps *maps, const char *text, size_t len, const char
 		if (maps->main == nexec && exelen && l->plen == exelen &&
 		    memcmp(l->path, exe, exelen) == 0)
 			maps->main = maps->n;
-		if (read_elf && (x->path_ok || l->perms[0] == 'r'))
-			read_elf_info(x, lines, i);
 		maps->n++;
 	}
 	if (maps->main == nexec)
 		maps->main = maps->n;
 	ht_mem_free(lines);
+	if (read_elf) {
+		dl_iterate_phdr(loaded_cb, maps);
+		for (size_t i = 0; i < maps->n; i++) {
+			struct ht_mapping *x = &maps->v[i];
+			if ((!x->bias_ok || !x->m.build_id_len) && x->path_ok && !x->deleted)
+				read_elf_file(x);
+		}
+	}
 	return 0;
 }
 
@@ -458,7 +474,7 @@ struct find_arg {
 };
 
 static int module_from_phdrs(struct ht_module *m, const struct src *s, const struct elf_hdrs *h,
-			     uintptr_t bias)
+                             uintptr_t bias)
 {
 	const Elf64_Phdr *x = NULL;
 	for (unsigned i = 0; i < h->n && !x; i++)

@@ -36,7 +36,7 @@ int ht_maps_read(struct ht_maps *maps);
  * path (may be NULL). With read_elf, bias and build IDs are read from memory
  * or disk; without it (fixtures), bias = start - offset and no build IDs. */
 int ht_maps_parse(struct ht_maps *maps, const char *text, size_t len, const char *exe,
-		  bool read_elf);
+                  bool read_elf);
 
 void ht_maps_free(struct ht_maps *maps);
 

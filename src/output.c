@@ -10,11 +10,11 @@
  * symlink or not, just means another random name), written completely,
  * fsync'ed and renamed into place.
  *
- * Policy for the final name: it is never clobbered unless it is a regular
- * file owned by our effective uid (a stale profile of an earlier process with
- * the same pid, common in containers). A symlink, anything that is not a
- * regular file, or a file owned by someone else gives -EEXIST and the data is
- * not written. When the name is free, renameat2(RENAME_NOREPLACE) makes the
+ * Policy for the final name: it is never clobbered. Whatever is there (a
+ * profile of an earlier program image with the same pid, after an exec or in
+ * a restarted container; a planted symlink; someone else's file) gives
+ * -EEXIST and the data is not written; the caller moves on to the next
+ * sequence number. When the name is free, renameat2(RENAME_NOREPLACE) makes the
  * check and the rename one atomic step, so a symlink planted in between is not
  * replaced either (where the filesystem lacks RENAME_NOREPLACE, plain rename
  * is used: it replaces a symlink, it never follows one). On any failure the
@@ -94,42 +94,30 @@ static int open_dir(const char *dir)
 	return dfd;
 }
 
-/* 0 when name is free (or ours to replace: *replace = true), -EEXIST when it
- * must not be touched, other -errno on failure. */
-static int check_final(int dfd, const char *name, bool *replace)
+/* 0 when name is free, -EEXIST when anything is there (never replaced),
+ * other -errno on failure. */
+static int check_final(int dfd, const char *name)
 {
 	struct stat st;
-	*replace = false;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid())
-		return -EEXIST;
-	*replace = true;
-	return 0;
+	return -EEXIST;
 }
 
 static int publish(int dfd, const char *tmp, const char *final)
 {
-	for (int tries = 0; tries < 2; tries++) {
-		bool replace;
-		int err = check_final(dfd, final, &replace);
-		if (err)
-			return err;
-		if (!replace) {
-			if (renameat2(dfd, tmp, dfd, final, RENAME_NOREPLACE) == 0)
-				return 0;
-			if (errno == EEXIST)
-				continue; /* appeared meanwhile: look at it again */
-			if (errno != EINVAL && errno != ENOSYS)
-				return -errno;
-		}
-		return renameat(dfd, tmp, dfd, final) == 0 ? 0 : -errno;
-	}
-	return -EEXIST;
+	int err = check_final(dfd, final);
+	if (err)
+		return err;
+	if (renameat2(dfd, tmp, dfd, final, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	return renameat(dfd, tmp, dfd, final) == 0 ? 0 : -errno;
 }
 
-int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind,
-			 const void *data, size_t len)
+int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind, const void *data,
+                         size_t len)
 {
 	char final[256], tmp[320];
 	int k = snprintf(final, sizeof(final), "heaptap.%d.%04u.%s.pb.gz", pid, seq, kind);
@@ -139,8 +127,7 @@ int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kin
 	int dfd = open_dir(dir);
 	if (dfd < 0)
 		return dfd;
-	bool replace;
-	int err = check_final(dfd, final, &replace);
+	int err = check_final(dfd, final);
 	if (err) {
 		close(dfd);
 		return err;
@@ -149,7 +136,7 @@ int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kin
 	int fd = -1;
 	for (int i = 0; i < HT_TMP_TRIES && fd < 0; i++) {
 		snprintf(tmp, sizeof(tmp), ".heaptap.%d.%04u.%s.%016llx.tmp", pid, seq, kind,
-			 (unsigned long long)random64());
+		         (unsigned long long)random64());
 		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST && errno != EINTR) {
 			err = -errno;
@@ -201,7 +188,7 @@ int ht_output_write_path(const char *path, const void *data, size_t len)
 	int fd = -1, err = 0;
 	for (int i = 0; i < HT_TMP_TRIES && fd < 0; i++) {
 		snprintf(tmp, sizeof(tmp), ".%.200s.%016llx.tmp", base,
-			 (unsigned long long)random64());
+		         (unsigned long long)random64());
 		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0 && errno != EEXIST && errno != EINTR) {
 			err = -errno;

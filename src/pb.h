@@ -26,19 +26,19 @@ enum {
 
 /* perftools.profiles field numbers, named after message and field. */
 enum {
-	HT_PB_PROFILE_SAMPLE_TYPE = 1,         /* repeated ValueType */
-	HT_PB_PROFILE_SAMPLE = 2,              /* repeated Sample */
-	HT_PB_PROFILE_MAPPING = 3,             /* repeated Mapping */
-	HT_PB_PROFILE_LOCATION = 4,            /* repeated Location */
-	HT_PB_PROFILE_FUNCTION = 5,            /* repeated Function */
-	HT_PB_PROFILE_STRING_TABLE = 6,        /* repeated string */
-	HT_PB_PROFILE_DROP_FRAMES = 7,         /* int64 (string index) */
-	HT_PB_PROFILE_KEEP_FRAMES = 8,         /* int64 (string index) */
-	HT_PB_PROFILE_TIME_NANOS = 9,          /* int64 */
-	HT_PB_PROFILE_DURATION_NANOS = 10,     /* int64 */
-	HT_PB_PROFILE_PERIOD_TYPE = 11,        /* ValueType */
-	HT_PB_PROFILE_PERIOD = 12,             /* int64 */
-	HT_PB_PROFILE_COMMENT = 13,            /* repeated int64 (string index) */
+	HT_PB_PROFILE_SAMPLE_TYPE = 1,          /* repeated ValueType */
+	HT_PB_PROFILE_SAMPLE = 2,               /* repeated Sample */
+	HT_PB_PROFILE_MAPPING = 3,              /* repeated Mapping */
+	HT_PB_PROFILE_LOCATION = 4,             /* repeated Location */
+	HT_PB_PROFILE_FUNCTION = 5,             /* repeated Function */
+	HT_PB_PROFILE_STRING_TABLE = 6,         /* repeated string */
+	HT_PB_PROFILE_DROP_FRAMES = 7,          /* int64 (string index) */
+	HT_PB_PROFILE_KEEP_FRAMES = 8,          /* int64 (string index) */
+	HT_PB_PROFILE_TIME_NANOS = 9,           /* int64 */
+	HT_PB_PROFILE_DURATION_NANOS = 10,      /* int64 */
+	HT_PB_PROFILE_PERIOD_TYPE = 11,         /* ValueType */
+	HT_PB_PROFILE_PERIOD = 12,              /* int64 */
+	HT_PB_PROFILE_COMMENT = 13,             /* repeated int64 (string index) */
 	HT_PB_PROFILE_DEFAULT_SAMPLE_TYPE = 14, /* int64 (string index) */
 
 	HT_PB_VALUETYPE_TYPE = 1, /* int64 (string index) */
@@ -53,15 +53,15 @@ enum {
 	HT_PB_LABEL_NUM = 3,      /* int64 */
 	HT_PB_LABEL_NUM_UNIT = 4, /* int64 (string index) */
 
-	HT_PB_MAPPING_ID = 1,                /* uint64 */
-	HT_PB_MAPPING_MEMORY_START = 2,      /* uint64 */
-	HT_PB_MAPPING_MEMORY_LIMIT = 3,      /* uint64 */
-	HT_PB_MAPPING_FILE_OFFSET = 4,       /* uint64 */
-	HT_PB_MAPPING_FILENAME = 5,          /* int64 (string index) */
-	HT_PB_MAPPING_BUILD_ID = 6,          /* int64 (string index) */
-	HT_PB_MAPPING_HAS_FUNCTIONS = 7,     /* bool */
-	HT_PB_MAPPING_HAS_FILENAMES = 8,     /* bool */
-	HT_PB_MAPPING_HAS_LINE_NUMBERS = 9,  /* bool */
+	HT_PB_MAPPING_ID = 1,                 /* uint64 */
+	HT_PB_MAPPING_MEMORY_START = 2,       /* uint64 */
+	HT_PB_MAPPING_MEMORY_LIMIT = 3,       /* uint64 */
+	HT_PB_MAPPING_FILE_OFFSET = 4,        /* uint64 */
+	HT_PB_MAPPING_FILENAME = 5,           /* int64 (string index) */
+	HT_PB_MAPPING_BUILD_ID = 6,           /* int64 (string index) */
+	HT_PB_MAPPING_HAS_FUNCTIONS = 7,      /* bool */
+	HT_PB_MAPPING_HAS_FILENAMES = 8,      /* bool */
+	HT_PB_MAPPING_HAS_LINE_NUMBERS = 9,   /* bool */
 	HT_PB_MAPPING_HAS_INLINE_FRAMES = 10, /* bool */
 
 	HT_PB_LOCATION_ID = 1,         /* uint64 */

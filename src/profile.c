@@ -23,7 +23,7 @@
 #include "profile.h"
 #include "symbolize.h"
 
-#define HT_FLUSH_AT (64u << 10)
+#define HT_FLUSH_AT   (64u << 10)
 #define HT_TICK_EVERY 1024
 #define HT_GZIP_LEVEL Z_BEST_SPEED
 
@@ -223,9 +223,9 @@ static void strtab_free(struct strtab *t)
  * The builder. */
 
 struct loc {
-	uintptr_t pc;   /* return address; 0 for synthetic frames */
-	uint32_t func;  /* function index + 1; 0 = none */
-	uint32_t map;   /* profile mapping id; 0 = none */
+	uintptr_t pc;  /* return address; 0 for synthetic frames */
+	uint32_t func; /* function index + 1; 0 = none */
+	uint32_t map;  /* profile mapping id; 0 = none */
 	int32_t line;
 };
 
@@ -445,7 +445,7 @@ static uint32_t function(struct builder *b, int64_t name, int64_t file)
 {
 	uint32_t idx;
 	int r = u64map_put(&b->funcmap, (uint64_t)name << 32 | (uint64_t)file, (uint32_t)b->nfuncs,
-			   &idx);
+	                   &idx);
 	if (r <= 0) {
 		if (r < 0)
 			b->err = r;
@@ -656,7 +656,7 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_buf *out)
 		const struct ht_heap_row *r = &in->heap[i];
 		size_t n = stack_ids(&b, r->pcs, r->depth, r->depth ? NULL : "[unknown stack]");
 		int64_t v[4] = {round_value(r->alloc_objects), round_value(r->alloc_bytes),
-				round_value(r->inuse_objects), round_value(r->inuse_bytes)};
+		                round_value(r->inuse_objects), round_value(r->inuse_bytes)};
 		size_t start = ht_pb_begin(pb);
 		ht_pb_uint32s(pb, HT_PB_SAMPLE_LOCATION_ID, b.ids, n);
 		ht_pb_int64s(pb, HT_PB_SAMPLE_VALUE, v, 4);

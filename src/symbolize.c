@@ -4,9 +4,12 @@
  * Owns the per-dump symbolizer: one Dwfl per module, reported by hand with
  * dwfl_report_elf at the module's load bias (so /proc/self/maps modules and
  * "gone" modules can overlap in address), opened lazily and ended together
- * in ht_sym_close. Separate debug info is looked up by build ID under
- * /usr/lib/debug only: the standard elfutils callback would call debuginfod
- * over the network when DEBUGINFOD_URLS is set, which a profiler running
+ * in ht_sym_close. Function names come from the module's symbol table, which
+ * is sorted once per module here: dwfl_module_addrname scans the whole table
+ * for every address (seconds for a few thousand addresses in libc). File and
+ * line come from dwfl_module_getsrc. Separate debug info is looked up by build
+ * ID under /usr/lib/debug only: the standard elfutils callback would call
+ * debuginfod over the network when DEBUGINFOD_URLS is set, which a profiler
  * inside a service must never do. libdw allocates with malloc; while heaptap
  * is preloaded the shim routes those allocations to ht_mem.
  */
@@ -24,9 +27,7 @@
 
 enum { MOD_UNTRIED = 0, MOD_OK = 1, MOD_FAILED = -1 };
 
-/* A module's function symbols sorted by address: libdwfl's own address
- * lookup walks the whole symbol table for every address, which costs seconds
- * for a few thousand addresses in libc. */
+/* A module's function symbols, sorted by address. */
 struct fsym {
 	uintptr_t addr, size;
 	const char *name; /* owned by the Dwfl */
@@ -47,16 +48,16 @@ struct ht_sym {
 };
 
 static int no_find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
-		       char **file_name, Elf **elfp)
+                       char **file_name, Elf **elfp)
 {
 	(void)mod, (void)userdata, (void)modname, (void)base, (void)file_name, (void)elfp;
 	return -1;
 }
 
 /* Separate debug info by build ID: /usr/lib/debug/.build-id/ab/cdef....debug */
-static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
-			  Dwarf_Addr base, const char *file_name, const char *debuglink_file,
-			  GElf_Word debuglink_crc, char **debuginfo_file_name)
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+                          const char *file_name, const char *debuglink_file,
+                          GElf_Word debuglink_crc, char **debuginfo_file_name)
 {
 	(void)userdata, (void)modname, (void)base, (void)file_name, (void)debuglink_file;
 	(void)debuglink_crc, (void)debuginfo_file_name;
@@ -75,9 +76,9 @@ static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname
 }
 
 static const Dwfl_Callbacks callbacks = {
-	.find_elf = no_find_elf,
-	.find_debuginfo = find_debuginfo,
-	.section_address = dwfl_offline_section_address,
+        .find_elf = no_find_elf,
+        .find_debuginfo = find_debuginfo,
+        .section_address = dwfl_offline_section_address,
 };
 
 int ht_sym_open(struct ht_sym **out, size_t nmodules)
@@ -144,7 +145,7 @@ static void load_symbols(struct sym_mod *sm)
 		GElf_Word shndx;
 		Elf *elf = NULL;
 		const char *name =
-			dwfl_module_getsym_info(sm->mod, i, &sym, &addr, &shndx, &elf, NULL);
+		        dwfl_module_getsym_info(sm->mod, i, &sym, &addr, &shndx, &elf, NULL);
 		int type = GELF_ST_TYPE(sym.st_info);
 		if (!name || !*name || shndx == SHN_UNDEF ||
 		    (type != STT_FUNC && type != STT_GNU_IFUNC))
@@ -161,7 +162,9 @@ static void load_symbols(struct sym_mod *sm)
 		}
 		int bind = GELF_ST_BIND(sym.st_info);
 		sm->syms[k++] = (struct fsym){addr, sym.st_size, name,
-					      bind == STB_GLOBAL ? 2 : bind == STB_WEAK ? 1 : 0};
+		                              bind == STB_GLOBAL ? 2
+		                              : bind == STB_WEAK ? 1
+		                                                 : 0};
 	}
 	fsym_sort(sm->syms, k);
 	size_t u = 0;
@@ -219,7 +222,7 @@ static struct sym_mod *sym_mod_get(struct ht_sym *s, size_t key, const struct ht
 }
 
 int ht_sym_lookup(struct ht_sym *s, size_t key, const struct ht_module *m, uintptr_t addr,
-		  struct ht_sym_frame *f)
+                  struct ht_sym_frame *f)
 {
 	memset(f, 0, sizeof(*f));
 	struct sym_mod *sm = sym_mod_get(s, key, m);

@@ -34,7 +34,7 @@ int ht_sym_open(struct ht_sym **out, size_t nmodules);
  * valid until ht_sym_close. Returns 0 when a function name was found,
  * -ENOENT otherwise (f is then partly or wholly empty). */
 int ht_sym_lookup(struct ht_sym *s, size_t key, const struct ht_module *m, uintptr_t addr,
-		  struct ht_sym_frame *f);
+                  struct ht_sym_frame *f);
 
 /* Release everything, closing all files. NULL is fine. */
 void ht_sym_close(struct ht_sym *s);

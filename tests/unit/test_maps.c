@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "maps.h"
@@ -32,19 +33,20 @@ static int setup(void **state)
 }
 
 static const char fixture[] =
-	"55d4c8a00000-55d4c8a02000 r--p 00000000 08:01 1234567                    /usr/bin/app\n"
-	"55d4c8a02000-55d4c8a08000 r-xp 00002000 08:01 1234567                    /usr/bin/app\n"
-	"55d4c8a08000-55d4c8a0a000 r--p 00008000 08:01 1234567                    /usr/bin/app\n"
-	"55d4c8c00000-55d4c8c21000 rw-p 00000000 00:00 0                          [heap]\n"
-	"7f0000000000-7f0000001000 r-xp 00000000 00:00 0 \n"
-	"7f0000200000-7f0000400000 r-xp 00000000 00:00 0\n"
-	"7f1000000000-7f1000028000 r--p 00000000 08:01 42                         /lib/libc.so.6\n"
-	"7f1000028000-7f10001bd000 r-xp 00028000 08:01 42                         /lib/libc.so.6\n"
-	"7f2000001000-7f2000002000 r-xp 00001000 08:01 77                         /tmp/my lib.so (deleted)\n"
-	"this line is garbage\n"
-	"7f3000000000-7f2000000000 r-xp 00000000 08:01 1 /backwards\n"
-	"7ffd1c1f0000-7ffd1c1f2000 r-xp 00000000 00:00 0                          [vdso]\n"
-	"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]";
+        "55d4c8a00000-55d4c8a02000 r--p 00000000 08:01 1234567                    /usr/bin/app\n"
+        "55d4c8a02000-55d4c8a08000 r-xp 00002000 08:01 1234567                    /usr/bin/app\n"
+        "55d4c8a08000-55d4c8a0a000 r--p 00008000 08:01 1234567                    /usr/bin/app\n"
+        "55d4c8c00000-55d4c8c21000 rw-p 00000000 00:00 0                          [heap]\n"
+        "7f0000000000-7f0000001000 r-xp 00000000 00:00 0 \n"
+        "7f0000200000-7f0000400000 r-xp 00000000 00:00 0\n"
+        "7f1000000000-7f1000028000 r--p 00000000 08:01 42                         /lib/libc.so.6\n"
+        "7f1000028000-7f10001bd000 r-xp 00028000 08:01 42                         /lib/libc.so.6\n"
+        "7f2000001000-7f2000002000 r-xp 00001000 08:01 77                         /tmp/my lib.so "
+        "(deleted)\n"
+        "this line is garbage\n"
+        "7f3000000000-7f2000000000 r-xp 00000000 08:01 1 /backwards\n"
+        "7ffd1c1f0000-7ffd1c1f2000 r-xp 00000000 00:00 0                          [vdso]\n"
+        "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]";
 
 static void test_parse_fixture(void **state)
 {
@@ -92,9 +94,8 @@ static void test_parse_fixture(void **state)
 	assert_int_equal(m.n, 0);
 
 	/* The main executable may itself be deleted; or not be found at all. */
-	assert_int_equal(ht_maps_parse(&m, fixture, strlen(fixture), "/tmp/my lib.so (deleted)",
-				       false),
-			 0);
+	assert_int_equal(
+	        ht_maps_parse(&m, fixture, strlen(fixture), "/tmp/my lib.so (deleted)", false), 0);
 	assert_int_equal(m.main, 2);
 	ht_maps_free(&m);
 	assert_int_equal(ht_maps_parse(&m, fixture, strlen(fixture), "/nowhere", false), 0);
@@ -298,12 +299,60 @@ static void test_module_from_memory(void **state)
 	dlclose(h);
 }
 
+/* A file mapped by hand (not in the link map) is read from disk; once
+ * deleted, its name is trimmed and nothing is read through it any more. */
+static void test_mapped_by_hand(void **state)
+{
+	(void)state;
+	void *h = dlopen("libz.so.1", RTLD_NOW);
+	assert_non_null(h);
+	struct link_map *lm = NULL;
+	assert_int_equal(dlinfo(h, RTLD_DI_LINKMAP, &lm), 0);
+	struct ht_module z;
+	assert_int_equal(ht_module_from_memory(lm->l_name, lm->l_addr, &z), 0);
+
+	char copy[PATH_MAX], cmd[2 * PATH_MAX + 16];
+	snprintf(copy, sizeof(copy), "%s/test_maps.%d.so", HT_TEST_TMPDIR, (int)getpid());
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", lm->l_name, copy);
+	assert_int_equal(system(cmd), 0);
+	int fd = open(copy, O_RDONLY);
+	assert_true(fd >= 0);
+	size_t size = z.limit - z.start;
+	void *p = mmap(NULL, size, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, (off_t)z.file_offset);
+	assert_true(p != MAP_FAILED);
+	close(fd);
+
+	struct ht_maps m;
+	assert_int_equal(ht_maps_read(&m), 0);
+	const struct ht_mapping *x = ht_maps_find(&m, (uintptr_t)p);
+	assert_non_null(x);
+	assert_string_equal(x->m.path, copy);
+	assert_false(x->deleted);
+	assert_true(x->bias_ok);
+	assert_int_equal(x->m.bias, (uintptr_t)p - (z.start - z.bias));
+	assert_int_equal(x->m.file_offset, z.file_offset);
+	assert_int_equal(x->m.build_id_len, z.build_id_len);
+	assert_memory_equal(x->m.build_id, z.build_id, z.build_id_len);
+	ht_maps_free(&m);
+
+	unlink(copy);
+	assert_int_equal(ht_maps_read(&m), 0);
+	x = ht_maps_find(&m, (uintptr_t)p);
+	assert_non_null(x);
+	assert_string_equal(x->m.path, copy);
+	assert_true(x->deleted);
+	assert_int_equal(x->m.build_id_len, 0);
+	ht_maps_free(&m);
+	munmap(p, size);
+	dlclose(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_fixture),  cmocka_unit_test(test_long_path),
-		cmocka_unit_test(test_read_self),      cmocka_unit_test(test_build_id_file),
-		cmocka_unit_test(test_module_from_memory),
+	        cmocka_unit_test(test_parse_fixture),      cmocka_unit_test(test_long_path),
+	        cmocka_unit_test(test_read_self),          cmocka_unit_test(test_build_id_file),
+	        cmocka_unit_test(test_module_from_memory), cmocka_unit_test(test_mapped_by_hand),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

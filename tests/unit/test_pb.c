@@ -147,7 +147,7 @@ static void test_repeated(void **state)
 	static const int64_t s[] = {-1, 0, 1};
 	ht_pb_int64s(&pb, 2, s, 3);
 	EXPECT_BYTES(&pb, 0x12, 0x0c, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-		     0x00, 0x01);
+	             0x00, 0x01);
 	ht_pb_free(&pb);
 }
 
@@ -235,8 +235,8 @@ static char *protoc_decode(const void *data, size_t len)
 	assert_int_equal(fwrite(data, 1, len, f), len);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd),
-		 "%s --decode perftools.profiles.Profile --proto_path %s profile.proto < %s > %s",
-		 protoc_path(), HT_TEST_PROTO_DIR, raw, txt);
+	         "%s --decode perftools.profiles.Profile --proto_path %s profile.proto < %s > %s",
+	         protoc_path(), HT_TEST_PROTO_DIR, raw, txt);
 	int rc = system(cmd);
 	if (rc != 0)
 		fail_msg("protoc failed (%d): %s", rc, cmd);
@@ -290,30 +290,30 @@ static void test_protoc_decodes(void **state)
 
 	char *t = protoc_decode(pb.buf.data, pb.buf.len);
 	static const char want[] = "sample_type {\n"
-				   "  type: 1\n"
-				   "  unit: 2\n"
-				   "}\n"
-				   "sample {\n"
-				   "  location_id: 1\n"
-				   "  location_id: 2\n"
-				   "  location_id: 3\n"
-				   "  value: -5\n"
-				   "  label {\n"
-				   "    key: 2\n"
-				   "    num: 4096\n"
-				   "  }\n"
-				   "}\n"
-				   "mapping {\n"
-				   "  id: 1\n"
-				   "  memory_start: 4194304\n"
-				   "  has_functions: true\n"
-				   "}\n"
-				   "string_table: \"\"\n"
-				   "string_table: \"objects\"\n"
-				   "string_table: \"count\"\n"
-				   "time_nanos: 1234567890123\n"
-				   "comment: 1\n"
-				   "comment: 2\n";
+	                           "  type: 1\n"
+	                           "  unit: 2\n"
+	                           "}\n"
+	                           "sample {\n"
+	                           "  location_id: 1\n"
+	                           "  location_id: 2\n"
+	                           "  location_id: 3\n"
+	                           "  value: -5\n"
+	                           "  label {\n"
+	                           "    key: 2\n"
+	                           "    num: 4096\n"
+	                           "  }\n"
+	                           "}\n"
+	                           "mapping {\n"
+	                           "  id: 1\n"
+	                           "  memory_start: 4194304\n"
+	                           "  has_functions: true\n"
+	                           "}\n"
+	                           "string_table: \"\"\n"
+	                           "string_table: \"objects\"\n"
+	                           "string_table: \"count\"\n"
+	                           "time_nanos: 1234567890123\n"
+	                           "comment: 1\n"
+	                           "comment: 2\n";
 	assert_string_equal(t, want);
 	free(t);
 	ht_pb_free(&pb);
@@ -322,10 +322,10 @@ static void test_protoc_decodes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_varint),   cmocka_unit_test(test_scalars),
-		cmocka_unit_test(test_bytes),    cmocka_unit_test(test_repeated),
-		cmocka_unit_test(test_nested),   cmocka_unit_test(test_buf),
-		cmocka_unit_test(test_protoc_decodes),
+	        cmocka_unit_test(test_varint),         cmocka_unit_test(test_scalars),
+	        cmocka_unit_test(test_bytes),          cmocka_unit_test(test_repeated),
+	        cmocka_unit_test(test_nested),         cmocka_unit_test(test_buf),
+	        cmocka_unit_test(test_protoc_decodes),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

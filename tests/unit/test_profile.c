@@ -299,8 +299,8 @@ static void decode(const struct ht_buf *gz, struct prof *p)
 	write_file(raw, data, len);
 	free(data);
 	snprintf(cmd, sizeof(cmd),
-		 "%s --decode perftools.profiles.Profile --proto_path %s profile.proto < %s > %s",
-		 protoc_path(), HT_TEST_PROTO_DIR, raw, txt);
+	         "%s --decode perftools.profiles.Profile --proto_path %s profile.proto < %s > %s",
+	         protoc_path(), HT_TEST_PROTO_DIR, raw, txt);
 	int rc = system(cmd);
 	if (rc != 0)
 		fail_msg("protoc could not decode the profile (status %d): %s", rc, cmd);
@@ -376,7 +376,7 @@ static void check_valid(const struct prof *p, size_t nvalues)
 		for (size_t j = 0; j < s->n; j++)
 			if (strcmp(s->kids[j].name, "location_id") == 0)
 				assert_non_null(
-					by_id(p, "location", strtoull(s->kids[j].value, NULL, 10)));
+				        by_id(p, "location", strtoull(s->kids[j].value, NULL, 10)));
 	}
 	for (size_t i = 0; i < p->locations.n; i++) {
 		const struct node *l = p->locations.v[i];
@@ -388,7 +388,8 @@ static void check_valid(const struct prof *p, size_t nvalues)
 			assert_true(a >= unum(mp, "memory_start") && a < unum(mp, "memory_limit"));
 		}
 		for (size_t j = 0; j < count(l, "line"); j++) {
-			const struct node *fn = by_id(p, "function", unum(kid(l, "line", j), "function_id"));
+			const struct node *fn =
+			        by_id(p, "function", unum(kid(l, "line", j), "function_id"));
 			assert_non_null(fn);
 			str(p, num(fn, "name"));
 			str(p, num(fn, "filename"));
@@ -406,7 +407,7 @@ static const struct node *loc_at(const struct prof *p, unsigned long long addr)
 }
 
 static const char *loc_func(const struct prof *p, const struct node *l, long long *line,
-			    const char **file)
+                            const char **file)
 {
 	const struct node *ln = kid(l, "line", 0);
 	if (!ln)
@@ -422,7 +423,7 @@ static const char *loc_func(const struct prof *p, const struct node *l, long lon
 }
 
 static void check_value_type(const struct prof *p, const struct node *vt, const char *type,
-			     const char *unit)
+                             const char *unit)
 {
 	assert_non_null(vt);
 	assert_string_equal(str(p, num(vt, "type")), type);
@@ -467,9 +468,9 @@ static char *go_pprof_raw(const struct ht_buf *gz)
 	assert_int_equal(system(cmd), 0);
 	write_file(file, gz->data, gz->len);
 	snprintf(cmd, sizeof(cmd),
-		 "HOME='%s' GOCACHE='%s/cache' GOFLAGS= PPROF_TMPDIR='%s' go tool pprof -raw '%s' "
-		 "2>&1",
-		 dir, dir, dir, file);
+	         "HOME='%s' GOCACHE='%s/cache' GOFLAGS= PPROF_TMPDIR='%s' go tool pprof -raw '%s' "
+	         "2>&1",
+	         dir, dir, dir, file);
 	FILE *f = popen(cmd, "r");
 	assert_non_null(f);
 	size_t cap = 1 << 20, n = 0;
@@ -507,8 +508,8 @@ static int setup(void **state)
 	return ht_mem_init();
 }
 
-#define RATE 524288
-#define TIME_NS 1700000000123456789LL
+#define RATE       524288
+#define TIME_NS    1700000000123456789LL
 #define UNKNOWN_PC ((uintptr_t)0x11)
 
 static void test_heap(void **state)
@@ -520,17 +521,17 @@ static void test_heap(void **state)
 	uintptr_t stack_a[2] = {pr.leaf, pr.caller};
 	uintptr_t stack_b[1] = {UNKNOWN_PC};
 	struct ht_heap_row rows[] = {
-		{stack_a, 2, 100, 1.5, 150.4, 0.49, 49.5},
-		{stack_b, 1, 4096, 2.5, 10240.5, 1e12 + 0.4, 3.499999},
-		{stack_a + 1, 1, 8, 1, 8, 1, 8},
+	        {stack_a, 2, 100, 1.5, 150.4, 0.49, 49.5},
+	        {stack_b, 1, 4096, 2.5, 10240.5, 1e12 + 0.4, 3.499999},
+	        {stack_a + 1, 1, 8, 1, 8, 1, 8},
 	};
 	const char *comments[] = {"rss: 12345 bytes", "dropped: 0", "with \"quotes\" and \\"};
 	struct ht_profile_input in = {.rate = RATE,
-				      .time_nanos = TIME_NS,
-				      .heap = rows,
-				      .nheap = 3,
-				      .comments = comments,
-				      .ncomments = 3};
+	                              .time_nanos = TIME_NS,
+	                              .heap = rows,
+	                              .nheap = 3,
+	                              .comments = comments,
+	                              .ncomments = 3};
 	struct ht_buf out = {0};
 	assert_int_equal(ht_buf_append(&out, "keep", 4), 0);
 	int fds = count_fds();
@@ -560,9 +561,9 @@ static void test_heap(void **state)
 
 	/* Values: llround of each double, in the sample_type order. */
 	static const long long want[3][4] = {
-		{2, 150, 0, 50},
-		{3, 10241, 1000000000000LL, 3},
-		{1, 8, 1, 8},
+	        {2, 150, 0, 50},
+	        {3, 10241, 1000000000000LL, 3},
+	        {1, 8, 1, 8},
 	};
 	static const long long want_bytes[3] = {100, 4096, 8};
 	assert_int_equal(p.samples.n, 3);
@@ -579,15 +580,15 @@ static void test_heap(void **state)
 		/* Leaf first, each address one before the return address. */
 		assert_int_equal(count(s, "location_id"), rows[i].depth);
 		for (uint32_t d = 0; d < rows[i].depth; d++) {
-			const struct node *loc =
-				by_id(&p, "location", (unsigned long long)numi(s, "location_id", d));
+			const struct node *loc = by_id(
+			        &p, "location", (unsigned long long)numi(s, "location_id", d));
 			assert_int_equal(unum(loc, "address"), rows[i].pcs[d] - 1);
 		}
 	}
 	/* One location per distinct pc: the caller frame is shared. */
 	assert_int_equal(p.locations.n, 3);
 	assert_int_equal(numi(nth(&p, "sample", 0), "location_id", 1),
-			 numi(nth(&p, "sample", 2), "location_id", 0));
+	                 numi(nth(&p, "sample", 2), "location_id", 0));
 
 	/* Names and lines from this file's debug info. */
 	long long line;
@@ -663,13 +664,13 @@ static void test_threads(void **state)
 	probe_root(&pr);
 	uintptr_t stack[2] = {pr.leaf, pr.caller};
 	struct ht_thread_row rows[] = {
-		{NULL, 0, "main", 1},
-		{NULL, 0, "unknown", 2},
-		{stack, 2, NULL, 3},
-		{stack + 1, 1, "pool", 4},
+	        {NULL, 0, "main", 1},
+	        {NULL, 0, "unknown", 2},
+	        {stack, 2, NULL, 3},
+	        {stack + 1, 1, "pool", 4},
 	};
 	struct ht_profile_input in = {
-		.rate = RATE, .time_nanos = TIME_NS, .threads = rows, .nthreads = 4};
+	        .rate = RATE, .time_nanos = TIME_NS, .threads = rows, .nthreads = 4};
 	struct ht_buf out = {0};
 	assert_int_equal(ht_profile_threads(&in, &out), 0);
 	struct prof p;
@@ -684,7 +685,7 @@ static void test_threads(void **state)
 	assert_string_equal(str(&p, num(&p.root, "comment")), "live threads: 10");
 
 	static const char *const roots[] = {"[main thread]", "[created before heaptap started]",
-					     NULL, "[pool]"};
+	                                    NULL, "[pool]"};
 	static const char *const origin[] = {"main", "unknown", NULL, "pool"};
 	assert_int_equal(p.samples.n, 4);
 	for (int i = 0; i < 4; i++) {
@@ -693,14 +694,15 @@ static void test_threads(void **state)
 		size_t nloc = count(s, "location_id");
 		assert_int_equal(nloc, rows[i].depth + (roots[i] ? 1 : 0));
 		for (uint32_t d = 0; d < rows[i].depth; d++) {
-			const struct node *loc =
-				by_id(&p, "location", (unsigned long long)numi(s, "location_id", d));
+			const struct node *loc = by_id(
+			        &p, "location", (unsigned long long)numi(s, "location_id", d));
 			assert_int_equal(unum(loc, "address"), rows[i].pcs[d] - 1);
 		}
 		if (roots[i]) {
 			/* The synthetic frame is the root: the last location. */
-			const struct node *loc = by_id(
-				&p, "location", (unsigned long long)numi(s, "location_id", nloc - 1));
+			const struct node *loc =
+			        by_id(&p, "location",
+			              (unsigned long long)numi(s, "location_id", nloc - 1));
 			assert_string_equal(loc_func(&p, loc, NULL, NULL), roots[i]);
 			assert_int_equal(unum(loc, "address"), 0);
 			assert_int_equal(unum(loc, "mapping_id"), 0);
@@ -759,7 +761,7 @@ static void test_gone_module(void **state)
 	uintptr_t stack[1] = {pc};
 	struct ht_heap_row rows[] = {{stack, 1, 32, 1, 32, 1, 32}};
 	struct ht_profile_input in = {
-		.rate = 1, .time_nanos = 1, .heap = rows, .nheap = 1, .gone = &gone, .ngone = 1};
+	        .rate = 1, .time_nanos = 1, .heap = rows, .nheap = 1, .gone = &gone, .ngone = 1};
 	struct ht_buf out = {0};
 	assert_int_equal(ht_profile_heap(&in, &out), 0);
 	struct prof p;
@@ -807,11 +809,8 @@ static void test_many_rows(void **state)
 		rows[r] = (struct ht_heap_row){s, DEPTH, (uint64_t)r, r, r * 2.0, 0, 0};
 	}
 	ticks = 0;
-	struct ht_profile_input in = {.rate = RATE,
-				      .heap = rows,
-				      .nheap = NROWS,
-				      .tick = on_tick,
-				      .tick_arg = &ticks};
+	struct ht_profile_input in = {
+	        .rate = RATE, .heap = rows, .nheap = NROWS, .tick = on_tick, .tick_arg = &ticks};
 	struct ht_buf out = {0};
 	assert_int_equal(ht_profile_heap(&in, &out), 0);
 	assert_true(ticks >= NROWS / 1024);
@@ -859,9 +858,9 @@ static void test_empty(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_heap),        cmocka_unit_test(test_threads),
-		cmocka_unit_test(test_gone_module), cmocka_unit_test(test_many_rows),
-		cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_heap),        cmocka_unit_test(test_threads),
+	        cmocka_unit_test(test_gone_module), cmocka_unit_test(test_many_rows),
+	        cmocka_unit_test(test_empty),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
