@@ -28,12 +28,12 @@
 extern "C" {
 #endif
 
-#define HEAPTAP_VERSION_MAJOR 0
-#define HEAPTAP_VERSION_MINOR 1
-#define HEAPTAP_VERSION_PATCH 0
+#define HEAPTAP_VERSION_MAJOR  0
+#define HEAPTAP_VERSION_MINOR  1
+#define HEAPTAP_VERSION_PATCH  0
 #define HEAPTAP_VERSION_STRING "0.1.0"
 /* Encoded as (major << 16) | (minor << 8) | patch. */
-#define HEAPTAP_VERSION_HEX \
+#define HEAPTAP_VERSION_HEX                                                                        \
 	((HEAPTAP_VERSION_MAJOR << 16) | (HEAPTAP_VERSION_MINOR << 8) | HEAPTAP_VERSION_PATCH)
 
 #if defined(HEAPTAP_WEAK)
@@ -100,7 +100,7 @@ HEAPTAP_API const char *heaptap_strerror(int err);
 #if defined(HEAPTAP_WEAK)
 /* HEAPTAP_CALL(heaptap_dump()) -> heaptap_dump() when present, -ENOSYS else. */
 #include <errno.h>
-#define HEAPTAP_PRESENT(fn) ((fn) != 0)
+#define HEAPTAP_PRESENT(fn)   ((fn) != 0)
 #define HEAPTAP_CALL(fn, ...) (HEAPTAP_PRESENT(fn) ? fn(__VA_ARGS__) : -ENOSYS)
 #endif
 

@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 
 #define KEY_CLAIMED ((uintptr_t)1)
-#define OVERFLOWED 0x80u
+#define OVERFLOWED  0x80u
 
 /* Until init, every lookup reads this zero byte and answers "no". */
 static _Atomic uint8_t zero_occ[2];
@@ -37,11 +37,11 @@ int ht_addrset_init(size_t slots)
 	if (mem == MAP_FAILED)
 		return -ENOMEM;
 	struct ht_addrset s = {
-		.mask = buckets - 1,
-		.shift = 64 - bits,
-		.keys = mem,
-		.ids = (_Atomic uint64_t *)((char *)mem + nkeys * sizeof(uint64_t)),
-		.occ = (_Atomic uint8_t *)((char *)mem + nkeys * 2 * sizeof(uint64_t)),
+	        .mask = buckets - 1,
+	        .shift = 64 - bits,
+	        .keys = mem,
+	        .ids = (_Atomic uint64_t *)((char *)mem + nkeys * sizeof(uint64_t)),
+	        .occ = (_Atomic uint8_t *)((char *)mem + nkeys * 2 * sizeof(uint64_t)),
 	};
 	/* Publish the arrays before the shift that makes lookups use them. */
 	ht_addrset.keys = s.keys;
@@ -68,10 +68,10 @@ static bool bucket_insert(uint64_t b, uintptr_t key, uint64_t id)
 		if (atomic_load_explicit(&k[i], memory_order_relaxed) != 0)
 			continue;
 		if (atomic_compare_exchange_strong_explicit(&k[i], &expect, KEY_CLAIMED,
-							    memory_order_acquire,
-							    memory_order_relaxed)) {
+		                                            memory_order_acquire,
+		                                            memory_order_relaxed)) {
 			atomic_store_explicit(&ht_addrset.ids[b * HT_ADDRSET_WAYS + i], id,
-					      memory_order_relaxed);
+			                      memory_order_relaxed);
 			atomic_store_explicit(&k[i], key, memory_order_release);
 			return true;
 		}
@@ -107,9 +107,9 @@ static bool bucket_remove(uint64_t b, uintptr_t key, uint64_t *id)
 		if (cur != key)
 			continue;
 		uint64_t v = atomic_load_explicit(&ht_addrset.ids[b * HT_ADDRSET_WAYS + i],
-						  memory_order_relaxed);
+		                                  memory_order_relaxed);
 		if (atomic_compare_exchange_strong_explicit(&k[i], &cur, 0, memory_order_acq_rel,
-							    memory_order_relaxed)) {
+		                                            memory_order_relaxed)) {
 			atomic_fetch_sub_explicit(&ht_addrset.occ[b], 1, memory_order_relaxed);
 			*id = v;
 			return true;

@@ -24,10 +24,10 @@
 #define HT_ADDRSET_WAYS 8
 
 struct ht_addrset {
-	uint64_t mask;            /* buckets - 1 */
-	_Atomic unsigned shift;   /* 64 - log2(buckets); published last */
-	_Atomic uint8_t *occ;     /* per bucket: count (low 7 bits) | 0x80 overflowed */
-	_Atomic uintptr_t *keys;  /* buckets * WAYS */
+	uint64_t mask;           /* buckets - 1 */
+	_Atomic unsigned shift;  /* 64 - log2(buckets); published last */
+	_Atomic uint8_t *occ;    /* per bucket: count (low 7 bits) | 0x80 overflowed */
+	_Atomic uintptr_t *keys; /* buckets * WAYS */
 	_Atomic uint64_t *ids;
 	/* Written on every sampled insert and remove: kept off the line every
 	 * free() reads, so threads sampling at high rates do not slow down
@@ -53,7 +53,7 @@ static inline bool ht_addrset_maybe(const void *p)
 {
 	unsigned shift = atomic_load_explicit(&ht_addrset.shift, memory_order_acquire);
 	return atomic_load_explicit(&ht_addrset.occ[ht_addrset_hash((uintptr_t)p, shift)],
-				    memory_order_relaxed) != 0;
+	                            memory_order_relaxed) != 0;
 }
 
 /* Record p (with its sample id). 0, or -ENOSPC when both buckets are full. */

@@ -24,8 +24,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define HASH_NONFATAL_OOM 1
-#define uthash_malloc(sz) ht_mem_alloc(sz)
+#define HASH_NONFATAL_OOM    1
+#define uthash_malloc(sz)    ht_mem_alloc(sz)
 #define uthash_free(ptr, sz) ht_mem_free(ptr)
 /* Every key here is a whole number of 64-bit words (ids, addresses, stacks):
  * a word-at-a-time multiplicative hash is several times cheaper than
@@ -80,7 +80,8 @@ struct pend {
 
 static struct stack_ent *stacks;
 static struct bucket *buckets;
-#define SMALL_REC (sizeof(struct live) > sizeof(struct pend) ? sizeof(struct live) : sizeof(struct pend))
+#define SMALL_REC                                                                                  \
+	(sizeof(struct live) > sizeof(struct pend) ? sizeof(struct live) : sizeof(struct pend))
 static struct live *lives;
 static struct pend *pendings;
 static uint64_t nstacks, nbuckets, overflow_samples;
@@ -197,8 +198,7 @@ static void on_free(const struct ht_ev_free *e)
 	if (!l) {
 		struct pend *p = small_get(SMALL_REC);
 		if (!p) {
-			atomic_fetch_add_explicit(&ht_core.dropped_events, 1,
-						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
 			return;
 		}
 		memset(&p->hh, 0, sizeof(p->hh));
@@ -374,7 +374,8 @@ int ht_agg_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
 		r[k++] = (struct ht_thread_row){.depth = 0, .label = "main", .count = 1};
 	HASH_ITER(hh, groups, g, tmp)
 	{
-		r[k++] = (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth, .count = g->count};
+		r[k++] =
+		        (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth, .count = g->count};
 	}
 	if (unknown)
 		r[k++] = (struct ht_thread_row){.depth = 0, .label = "unknown", .count = unknown};

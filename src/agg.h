@@ -41,7 +41,7 @@ void ht_agg_totals(struct ht_agg_totals *out);
 void ht_agg_atfork_child(void);
 
 /* Limits (tables have limits; what does not fit is counted). */
-#define HT_AGG_MAX_STACKS (1u << 20)
+#define HT_AGG_MAX_STACKS  (1u << 20)
 #define HT_AGG_MAX_BUCKETS (1u << 21)
 
 /* For tests: feed one event as if drained from a ring. */

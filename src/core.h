@@ -18,17 +18,17 @@ enum ht_state {
 
 struct ht_core {
 	_Atomic int state;
-	_Atomic bool ctor_done;       /* constructors ran: threads may be started */
-	_Atomic uint64_t rate;        /* current mean gap */
+	_Atomic bool ctor_done; /* constructors ran: threads may be started */
+	_Atomic uint64_t rate;  /* current mean gap */
 	_Atomic bool paused;
 	pid_t pid;
 	/* counters (relaxed) */
-	_Atomic uint64_t samples_reaped;   /* samples of threads already gone */
+	_Atomic uint64_t samples_reaped; /* samples of threads already gone */
 	_Atomic uint64_t dropped_samples;
 	_Atomic uint64_t dropped_events;
 	_Atomic uint64_t dumps;
 	_Atomic uint64_t dump_failures;
-	_Atomic unsigned seq;              /* last dump sequence number used */
+	_Atomic unsigned seq; /* last dump sequence number used */
 };
 
 extern struct ht_core ht_core;

@@ -115,7 +115,8 @@ void ht_signal_setup(void)
 	char name[32];
 	if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
 		atomic_store(&app_owns_logged, true);
-		ht_log("the program already handles %s; heaptap leaves it alone (set HEAPTAP_SIGNAL "
+		ht_log("the program already handles %s; heaptap leaves it alone (set "
+		       "HEAPTAP_SIGNAL "
 		       "to another signal, or call heaptap_dump())",
 		       sig_name(sig, name, sizeof(name)));
 		return;
@@ -259,26 +260,25 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	uint64_t rate = atomic_load(&ht_core.rate);
 	size_t k = 0;
 	snprintf(s->text[k++], sizeof(s->text[0]), "heaptap %s pid %d rate %llu",
-		 HEAPTAP_VERSION_STRING, (int)ht_core.pid, (unsigned long long)rate);
+	         HEAPTAP_VERSION_STRING, (int)ht_core.pid, (unsigned long long)rate);
 	snprintf(s->text[k++], sizeof(s->text[0]), "rss_bytes=%llu",
-		 (unsigned long long)read_rss());
+	         (unsigned long long)read_rss());
 	snprintf(s->text[k++], sizeof(s->text[0]),
-		 "malloc_in_use_bytes=%zu malloc_free_held_bytes=%zu malloc_mmap_bytes=%zu "
-		 "malloc_releasable_bytes=%zu (glibc mallinfo2)",
-		 mi.uordblks + mi.hblkhd, mi.fordblks, mi.hblkhd, mi.keepcost);
+	         "malloc_in_use_bytes=%zu malloc_free_held_bytes=%zu malloc_mmap_bytes=%zu "
+	         "malloc_releasable_bytes=%zu (glibc mallinfo2)",
+	         mi.uordblks + mi.hblkhd, mi.fordblks, mi.hblkhd, mi.keepcost);
 	snprintf(s->text[k++], sizeof(s->text[0]),
-		 "heap_live_estimate_bytes=%.0f heap_live_estimate_objects=%.0f live_samples=%llu",
-		 tot.live_bytes, tot.live_objects, (unsigned long long)tot.live_samples);
-	snprintf(s->text[k++], sizeof(s->text[0]), "live_threads=%lld",
-		 (long long)s->live_threads);
+	         "heap_live_estimate_bytes=%.0f heap_live_estimate_objects=%.0f live_samples=%llu",
+	         tot.live_bytes, tot.live_objects, (unsigned long long)tot.live_samples);
+	snprintf(s->text[k++], sizeof(s->text[0]), "live_threads=%lld", (long long)s->live_threads);
 	snprintf(s->text[k++], sizeof(s->text[0]),
-		 "samples_dropped=%llu events_dropped=%llu table_overflow_samples=%llu",
-		 (unsigned long long)atomic_load(&ht_core.dropped_samples),
-		 (unsigned long long)atomic_load(&ht_core.dropped_events),
-		 (unsigned long long)tot.overflow_samples);
+	         "samples_dropped=%llu events_dropped=%llu table_overflow_samples=%llu",
+	         (unsigned long long)atomic_load(&ht_core.dropped_samples),
+	         (unsigned long long)atomic_load(&ht_core.dropped_events),
+	         (unsigned long long)tot.overflow_samples);
 	snprintf(s->text[k++], sizeof(s->text[0]),
-		 "heaptap_own_bytes=%zu heaptap_stacks=%llu heaptap_buckets=%llu",
-		 ht_mem_in_use(), (unsigned long long)tot.stacks, (unsigned long long)tot.buckets);
+	         "heaptap_own_bytes=%zu heaptap_stacks=%llu heaptap_buckets=%llu", ht_mem_in_use(),
+	         (unsigned long long)tot.stacks, (unsigned long long)tot.buckets);
 	for (size_t i = 0; i < k; i++)
 		s->comments[i] = s->text[i];
 	s->ncomments = k;
@@ -343,7 +343,7 @@ static int dump_files_locked(void)
 			continue;
 		if (r == 0) {
 			r = ht_output_write_file(ht_opt.dir, ht_core.pid, seq, "threads", tb.data,
-						 tb.len);
+			                         tb.len);
 			if (r == 0)
 				atomic_fetch_add(&ht_core.dumps, 1);
 		}
@@ -531,5 +531,6 @@ void ht_flusher_atfork_child(void)
 	atomic_store(&dump_requested, false);
 	atomic_store(&wake_word, 0);
 	/* Start a flusher in the child when it next samples. */
-	atomic_store(&ht_flusher_want, ht_opt.interval_ms != 0 || atomic_load(&ht_addrset.live) != 0);
+	atomic_store(&ht_flusher_want,
+	             ht_opt.interval_ms != 0 || atomic_load(&ht_addrset.live) != 0);
 }

@@ -113,8 +113,7 @@ int ht_init(void)
 	 * made by start-up itself), go on untracked. */
 	if (atomic_load(&init_tid) == gettid())
 		return HT_INITIALIZING;
-	while ((st = atomic_load_explicit(&ht_core.state, memory_order_acquire)) ==
-	       HT_INITIALIZING)
+	while ((st = atomic_load_explicit(&ht_core.state, memory_order_acquire)) == HT_INITIALIZING)
 		sched_yield();
 	return st;
 }

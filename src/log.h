@@ -12,7 +12,7 @@
 __attribute__((format(printf, 1, 2))) void ht_log(const char *fmt, ...);
 
 /* Tests may silence or count messages. */
-extern int ht_log_fd;          /* default 2 */
-extern unsigned ht_log_count;  /* messages written so far */
+extern int ht_log_fd;         /* default 2 */
+extern unsigned ht_log_count; /* messages written so far */
 
 #endif

@@ -21,13 +21,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define SLAB_SHIFT 16
-#define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
-#define MIN_SHIFT 4
-#define NCLASSES (SLAB_SHIFT - 1 - MIN_SHIFT + 1) /* 16 B .. 32 KiB */
-#define MAX_SLABS (1u << 16)                      /* region of at most 4 GiB */
+#define SLAB_SHIFT  16
+#define SLAB_SIZE   ((size_t)1 << SLAB_SHIFT)
+#define MIN_SHIFT   4
+#define NCLASSES    (SLAB_SHIFT - 1 - MIN_SHIFT + 1) /* 16 B .. 32 KiB */
+#define MAX_SLABS   (1u << 16)                       /* region of at most 4 GiB */
 #define CLASS_LARGE 0xff
-#define CLASS_NONE 0
+#define CLASS_NONE  0
 
 uintptr_t ht_mem_lo = 1, ht_mem_hi = 1; /* empty range until reserved */
 
@@ -97,10 +97,10 @@ int ht_mem_init(void)
 	 * overcommit. PROT_NONE reservations are not charged to the commit
 	 * limit; only what mprotect() opens is. */
 	static const size_t sizes[] = {(size_t)4 << 30, (size_t)1 << 30, (size_t)256 << 20,
-				       (size_t)64 << 20, (size_t)16 << 20};
+	                               (size_t)64 << 20, (size_t)16 << 20};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		void *p = mmap(NULL, sizes[i], PROT_NONE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p == MAP_FAILED)
 			continue;
 		/* Align the start to a slab so slab indexes are plain shifts. */

@@ -18,11 +18,11 @@
 /* Reserve the region. Idempotent; returns 0 or a negative errno. */
 int ht_mem_init(void);
 
-void *ht_mem_alloc(size_t size);              /* 16-byte aligned, NULL on failure */
-void *ht_mem_calloc(size_t n, size_t size);   /* zeroed; NULL on overflow/failure */
-void *ht_mem_realloc(void *p, size_t size);   /* realloc semantics; size 0 frees, returns NULL */
+void *ht_mem_alloc(size_t size);            /* 16-byte aligned, NULL on failure */
+void *ht_mem_calloc(size_t n, size_t size); /* zeroed; NULL on overflow/failure */
+void *ht_mem_realloc(void *p, size_t size); /* realloc semantics; size 0 frees, returns NULL */
 void *ht_mem_memalign(size_t align, size_t size);
-void ht_mem_free(void *p);                    /* NULL is fine */
+void ht_mem_free(void *p); /* NULL is fine */
 size_t ht_mem_usable_size(const void *p);
 
 /* Bytes currently handed out / reserved from the OS, for the profile comments. */

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 struct ht_options ht_opt = {
-	.rate = HT_DEFAULT_RATE,
-	.signal = SIGUSR2,
-	.depth = HT_DEFAULT_DEPTH,
+        .rate = HT_DEFAULT_RATE,
+        .signal = SIGUSR2,
+        .depth = HT_DEFAULT_DEPTH,
 };
 
 static int parse_u64(const char *s, const char **end, uint64_t *out)
@@ -60,10 +60,10 @@ static const struct {
 	const char *name;
 	int sig;
 } sig_names[] = {
-	{"HUP", SIGHUP},   {"INT", SIGINT},	  {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
-	{"USR2", SIGUSR2}, {"ALRM", SIGALRM}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
-	{"PWR", SIGPWR},   {"URG", SIGURG},   {"PROF", SIGPROF}, {"TTIN", SIGTTIN},
-	{"TTOU", SIGTTOU}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM},
+        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+        {"USR2", SIGUSR2}, {"ALRM", SIGALRM}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
+        {"PWR", SIGPWR},   {"URG", SIGURG},   {"PROF", SIGPROF}, {"TTIN", SIGTTIN},
+        {"TTOU", SIGTTOU}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM},
 };
 
 int ht_options_parse_signal(const char *s, int *out)
@@ -159,7 +159,7 @@ int ht_options_parse_depth(const char *s, unsigned *out)
 }
 
 /* Values are quoted in messages only up to a sane length. */
-#define QV "%.64s%s"
+#define QV    "%.64s%s"
 #define QA(s) (s), (strlen(s) > 64 ? "..." : "")
 
 void ht_options_load(char *(*getenv_fn)(const char *))
@@ -197,13 +197,14 @@ void ht_options_load(char *(*getenv_fn)(const char *))
 	if (v && *v) {
 		size_t n = strlen(v);
 		if (n >= sizeof(ht_opt.dir)) {
-			ht_log("HEAPTAP_DIR is %zu bytes long, longer than a path can be; using the "
+			ht_log("HEAPTAP_DIR is %zu bytes long, longer than a path can be; using "
+			       "the "
 			       "working directory",
 			       n);
 		} else if (v[0] == '/') {
 			memcpy(ht_opt.dir, v, n + 1);
 		} else if (getcwd(ht_opt.dir, sizeof(ht_opt.dir)) &&
-			   strlen(ht_opt.dir) + 1 + n < sizeof(ht_opt.dir)) {
+		           strlen(ht_opt.dir) + 1 + n < sizeof(ht_opt.dir)) {
 			strcat(ht_opt.dir, "/");
 			strcat(ht_opt.dir, v);
 		} else {

@@ -12,15 +12,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define HT_DEFAULT_RATE 524288u
+#define HT_DEFAULT_RATE  524288u
 #define HT_DEFAULT_DEPTH 64u
-#define HT_MAX_DEPTH 256u
+#define HT_MAX_DEPTH     256u
 
 struct ht_options {
 	char dir[PATH_MAX];
 	uint64_t rate;
-	int signal;            /* 0: none */
-	uint64_t interval_ms;  /* 0: off */
+	int signal;           /* 0: none */
+	uint64_t interval_ms; /* 0: off */
 	bool at_exit;
 	unsigned depth;
 };

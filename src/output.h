@@ -16,8 +16,8 @@
 int ht_output_path(char *out, size_t n, const char *dir, int pid, unsigned seq, const char *kind);
 
 /* Write data to the final path through a temporary file. 0 or -errno. */
-int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind,
-			 const void *data, size_t len);
+int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind, const void *data,
+                         size_t len);
 
 /* Write data to an exact path through a temporary file beside it, renamed
  * into place (replacing what is there, as the caller asked for this name).

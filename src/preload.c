@@ -29,11 +29,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define EXPORT __attribute__((visibility("default")))
-#define SLOW __attribute__((noinline, cold))
-#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define EXPORT      __attribute__((visibility("default")))
+#define SLOW        __attribute__((noinline, cold))
+#define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define RA() ((uintptr_t)__builtin_return_address(0))
+#define RA()        ((uintptr_t)__builtin_return_address(0))
 
 /* Countdown step: true when this request reaches a sample point (or the
  * thread is busy). Unsigned arithmetic: no overflow, sign tells. */
@@ -301,8 +301,7 @@ EXPORT size_t malloc_usable_size(void *p)
 
 /* ----------------------------------------------------------------- threads */
 
-EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
-			  void *arg)
+EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	if (UNLIKELY(!ht_real.pthread_create)) {
 		ht_init();
@@ -367,8 +366,8 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 	}
 	if (act && UNLIKELY(ht_signal_is_ours(sig)))
 		ht_signal_note_app_handler(sig, (act->sa_flags & SA_SIGINFO)
-						    ? (const void *)act->sa_sigaction
-						    : (const void *)act->sa_handler);
+		                                        ? (const void *)act->sa_sigaction
+		                                        : (const void *)act->sa_handler);
 	return ht_real.sigaction(sig, act, old);
 }
 

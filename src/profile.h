@@ -19,7 +19,7 @@
 struct ht_heap_row {
 	const uintptr_t *pcs; /* return addresses, caller of the allocator first */
 	uint32_t depth;
-	uint64_t size;        /* the `bytes` label */
+	uint64_t size; /* the `bytes` label */
 	double alloc_objects, alloc_bytes, inuse_objects, inuse_bytes;
 };
 
@@ -34,24 +34,24 @@ struct ht_thread_row {
 /* A module heaptap saw loaded (e.g. just before dlclose), kept so samples
  * taken inside it still get a mapping and names after it is gone. */
 struct ht_module {
-	uintptr_t start, limit;  /* executable range in memory */
-	uint64_t file_offset;    /* file offset that start corresponds to */
-	uintptr_t bias;          /* load bias (runtime address - link-time address) */
+	uintptr_t start, limit; /* executable range in memory */
+	uint64_t file_offset;   /* file offset that start corresponds to */
+	uintptr_t bias;         /* load bias (runtime address - link-time address) */
 	char path[256];
 	uint8_t build_id[32];
 	uint8_t build_id_len;
 };
 
 struct ht_profile_input {
-	uint64_t rate;            /* period of the heap profile */
-	int64_t time_nanos;       /* wall clock of the dump */
+	uint64_t rate;      /* period of the heap profile */
+	int64_t time_nanos; /* wall clock of the dump */
 	const struct ht_heap_row *heap;
 	size_t nheap;
 	const struct ht_thread_row *threads;
 	size_t nthreads;
-	const char *const *comments;   /* heap profile comments (process figures) */
+	const char *const *comments; /* heap profile comments (process figures) */
 	size_t ncomments;
-	const struct ht_module *gone;  /* modules no longer mapped; may be NULL */
+	const struct ht_module *gone; /* modules no longer mapped; may be NULL */
 	size_t ngone;
 	/* Called now and then during long work so the caller can keep draining
 	 * per-thread buffers; may be NULL. */
@@ -64,7 +64,7 @@ struct ht_buf {
 	uint8_t *data;
 	size_t len, cap;
 };
-int ht_buf_reserve(struct ht_buf *b, size_t extra);  /* 0 or -ENOMEM */
+int ht_buf_reserve(struct ht_buf *b, size_t extra); /* 0 or -ENOMEM */
 int ht_buf_append(struct ht_buf *b, const void *p, size_t n);
 void ht_buf_free(struct ht_buf *b);
 

@@ -54,10 +54,10 @@ static void *stub_realloc(void *p, size_t n)
 }
 
 struct ht_real ht_real = {
-	.malloc = stub_malloc,
-	.free = stub_free,
-	.calloc = stub_calloc,
-	.realloc = stub_realloc,
+        .malloc = stub_malloc,
+        .free = stub_free,
+        .calloc = stub_calloc,
+        .realloc = stub_realloc,
 };
 
 static void *next(const char *name)

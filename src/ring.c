@@ -67,7 +67,7 @@ size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, voi
 	size_t n = 0;
 	while (head != tail) {
 		const struct ht_ev_hdr *h =
-		    (const struct ht_ev_hdr *)(r->data + (head & (r->size - 1)));
+		        (const struct ht_ev_hdr *)(r->data + (head & (r->size - 1)));
 		uint32_t len = h->len;
 		if (len < sizeof(*h) || (len & 7) || len > r->size)
 			break; /* cannot happen with a well-behaved producer */

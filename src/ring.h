@@ -24,7 +24,7 @@ enum ht_ev_kind {
 };
 
 struct ht_ev_hdr {
-	uint32_t len;   /* whole record, bytes, multiple of 8 */
+	uint32_t len; /* whole record, bytes, multiple of 8 */
 	uint16_t kind;
 	uint16_t depth; /* frames that follow an ALLOC */
 };

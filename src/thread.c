@@ -41,9 +41,8 @@ static void registry_push(struct ht_thread *th)
 	struct ht_thread *head = atomic_load_explicit(&ht_threads, memory_order_relaxed);
 	do {
 		atomic_store_explicit(&th->next, head, memory_order_relaxed);
-	} while (!atomic_compare_exchange_weak_explicit(&ht_threads, &head, th,
-							memory_order_release,
-							memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &ht_threads, &head, th, memory_order_release, memory_order_relaxed));
 }
 
 static struct ht_thread *record_new(unsigned depth)
@@ -129,8 +128,8 @@ static void *thread_start(void *arg)
 }
 
 int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
-		     pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
-		     uintptr_t ra)
+                     pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
+                     uintptr_t ra)
 {
 	struct ht_tls *t = &ht_tls;
 	if (atomic_load(&ht_core.state) != HT_READY || t->busy)
@@ -196,7 +195,7 @@ void ht_thread_reap(void (*drain)(struct ht_thread *))
 		if (atomic_load_explicit(&th->ring_ready, memory_order_acquire))
 			drain(th);
 		atomic_fetch_add_explicit(&ht_core.samples_reaped, th->nsamples,
-					  memory_order_relaxed);
+		                          memory_order_relaxed);
 		/* Unlink. Others only ever push at the head. */
 		if (prev) {
 			atomic_store_explicit(&prev->next, next, memory_order_relaxed);

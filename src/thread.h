@@ -31,20 +31,20 @@ enum ht_thread_state {
 struct ht_thread {
 	struct ht_thread *_Atomic next;
 	_Atomic int state;
-	_Atomic int launched;   /* real pthread_create returned success */
-	bool from_create;       /* started through heaptap's pthread_create */
+	_Atomic int launched; /* real pthread_create returned success */
+	bool from_create;     /* started through heaptap's pthread_create */
 	bool is_main;
-	bool is_static;         /* not in ht_mem: never freed */
-	_Atomic pid_t tid;      /* 0 until the thread runs */
+	bool is_static;    /* not in ht_mem: never freed */
+	_Atomic pid_t tid; /* 0 until the thread runs */
 	uint32_t serial;
-	uint64_t nsamples;      /* producer-only sample counter */
+	uint64_t nsamples; /* producer-only sample counter */
 	_Atomic int ring_ready;
 	struct ht_ring ring;
 	void *(*fn)(void *);
 	void *arg;
 	uint64_t stack_hash;
-	uint32_t depth;         /* creation stack depth; 0 unknown */
-	uintptr_t pcs[];        /* creation stack, caller of pthread_create first */
+	uint32_t depth;  /* creation stack depth; 0 unknown */
+	uintptr_t pcs[]; /* creation stack, caller of pthread_create first */
 };
 
 extern struct ht_thread *_Atomic ht_threads;
@@ -61,8 +61,8 @@ int ht_thread_ring(struct ht_thread *th);
 
 /* The pthread_create wrapper's work: `real` is the next pthread_create. */
 int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
-		     pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
-		     uintptr_t ra);
+                     pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
+                     uintptr_t ra);
 
 /* Under the aggregation lock: unlink and free records of threads that are
  * gone, after `drain` has emptied their ring. */

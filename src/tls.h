@@ -19,8 +19,8 @@
 struct ht_thread;
 
 struct ht_tls {
-	int64_t countdown;       /* bytes until the next sample point */
-	uint32_t busy;           /* nesting depth inside heaptap */
+	int64_t countdown; /* bytes until the next sample point */
+	uint32_t busy;     /* nesting depth inside heaptap */
 	uint32_t pad;
 	int64_t saved_countdown; /* countdown outside the outermost busy section */
 	uint64_t rng;            /* xorshift state, 0 until seeded */

@@ -69,7 +69,7 @@ static void commit(struct ht_thread *th, void *rec)
 {
 	struct ht_ring *r = &th->ring;
 	uint64_t before = atomic_load_explicit(&r->tail, memory_order_relaxed) -
-			  atomic_load_explicit(&r->head, memory_order_relaxed);
+	                  atomic_load_explicit(&r->head, memory_order_relaxed);
 	ht_ring_commit(r, rec);
 	uint64_t after = before + ((const struct ht_ev_hdr *)rec)->len;
 	if (before < r->size / 2 && after >= r->size / 2 && ht_flusher_running())
@@ -123,7 +123,8 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 		 * whether this allocation reaches it. */
 		t->rng = ht_sample_seed((uint64_t)(uintptr_t)t ^ (uint64_t)n);
 		t->gap_rate = now_rate;
-		int64_t c = ht_sample_gap(&t->rng, now_rate) - (int64_t)(n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
+		int64_t c = ht_sample_gap(&t->rng, now_rate) -
+		            (int64_t)(n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
 		if (c > 0 || now_rate == 0) {
 			t->countdown = c > 0 ? c : HT_SAMPLE_OFF_GAP;
 			errno = saved_errno;
@@ -159,7 +160,7 @@ void ht_track_free_event(uint64_t id)
 	struct ht_ev_free *e = NULL;
 	if (th && ht_thread_ring(th) == 0)
 		e = reserve(th, sizeof(*e),
-			    atomic_load_explicit(&ht_core.rate, memory_order_relaxed), 1);
+		            atomic_load_explicit(&ht_core.rate, memory_order_relaxed), 1);
 	if (e) {
 		e->h.kind = HT_EV_FREE;
 		e->h.depth = 0;

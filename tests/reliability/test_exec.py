@@ -94,9 +94,9 @@ def body(ctx):
     finals = check_outdir(ctx, d, "execfail: ")
     if (p.pid, 1) in finals:
         prof = ctx.decode(finals[(p.pid, 1)]["heap"])
-        ctx.check(prof.leaf_total("alloc_objects", "after_fail_alloc") == 50,
+        ctx.check(prof.anywhere_total("alloc_objects", "after_fail_alloc") == 50,
                   "execfail: allocations after the failed exec are all counted",
-                  "got %d" % prof.leaf_total("alloc_objects", "after_fail_alloc"))
+                  "got %d" % prof.anywhere_total("alloc_objects", "after_fail_alloc"))
 
 
 if __name__ == "__main__":

@@ -98,9 +98,9 @@ static int setup(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(basics),
-		cmocka_unit_test(fills_up),
-		cmocka_unit_test(concurrent),
+	        cmocka_unit_test(basics),
+	        cmocka_unit_test(fills_up),
+	        cmocka_unit_test(concurrent),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -18,7 +18,7 @@
 #include "sample.h"
 
 static void alloc_ev(uint64_t id, uint64_t size, uint64_t rate, const uintptr_t *pcs,
-		     unsigned depth)
+                     unsigned depth)
 {
 	union {
 		struct ht_ev_alloc e;
@@ -41,7 +41,7 @@ static void free_ev(uint64_t id)
 }
 
 static const struct ht_heap_row *find(const struct ht_heap_row *r, size_t n, uintptr_t pc0,
-				      uint64_t size)
+                                      uint64_t size)
 {
 	for (size_t i = 0; i < n; i++)
 		if (r[i].depth && r[i].pcs[0] == pc0 && r[i].size == size)
@@ -129,8 +129,8 @@ int main(void)
 {
 	ht_mem_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(exact_and_sampled),
-		cmocka_unit_test(free_everything),
+	        cmocka_unit_test(exact_and_sampled),
+	        cmocka_unit_test(free_everything),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,12 +194,9 @@ static void load_good_and_huge_values(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(rates),
-		cmocka_unit_test(signals),
-		cmocka_unit_test(intervals),
-		cmocka_unit_test(bools_and_depth),
-		cmocka_unit_test(load_bad_values),
-		cmocka_unit_test(load_good_and_huge_values),
+	        cmocka_unit_test(rates),           cmocka_unit_test(signals),
+	        cmocka_unit_test(intervals),       cmocka_unit_test(bools_and_depth),
+	        cmocka_unit_test(load_bad_values), cmocka_unit_test(load_good_and_huge_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

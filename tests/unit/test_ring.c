@@ -109,8 +109,8 @@ static void two_threads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(single_thread_order_and_full),
-		cmocka_unit_test(two_threads),
+	        cmocka_unit_test(single_thread_order_and_full),
+	        cmocka_unit_test(two_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

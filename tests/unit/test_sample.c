@@ -109,10 +109,10 @@ static void countdown_estimate_unbiased(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(gap_mean_and_distribution),
-		cmocka_unit_test(gap_special_rates),
-		cmocka_unit_test(weights),
-		cmocka_unit_test(countdown_estimate_unbiased),
+	        cmocka_unit_test(gap_mean_and_distribution),
+	        cmocka_unit_test(gap_special_rates),
+	        cmocka_unit_test(weights),
+	        cmocka_unit_test(countdown_estimate_unbiased),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
