@@ -66,11 +66,29 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* When to start: once the program's constructors have run, at the first
+ * slow-path allocation after something asked for the thread (a sample, a
+ * dump request, an interval), or after the program has been up for a while
+ * (so a service that goes quiet still answers the signal). Never earlier: a
+ * short single-threaded program such as `unshare --user` must stay
+ * single-threaded. */
+#define HT_FLUSHER_GRACE_MS 100
+static uint64_t start_ms;
+
 bool ht_flusher_wanted(void)
 {
-	return atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
-	       !ht_flusher_running() &&
-	       atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed);
+	if (ht_flusher_running() || !atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed))
+		return false;
+	if (atomic_load_explicit(&ht_flusher_want, memory_order_relaxed))
+		return true;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (!start_ms) {
+		start_ms = now;
+		return false;
+	}
+	return now - start_ms >= HT_FLUSHER_GRACE_MS;
 }
 
 /* ----------------------------------------------------------------- signals */
@@ -500,7 +518,10 @@ int ht_flusher_start(void)
 
 void ht_flusher_at_exit(void)
 {
-	if (ht_opt.at_exit && atomic_load(&ht_core.state) == HT_READY)
+	/* HEAPTAP_AT_EXIT, or a signal that came in and was not served yet
+	 * (the thread had not started): one more dump, on this thread. */
+	bool pending = atomic_exchange(&dump_requested, false);
+	if ((ht_opt.at_exit || pending) && atomic_load(&ht_core.state) == HT_READY)
 		ht_dump_files();
 	/* No new dumps from the flusher once exit is under way: a file it
 	 * started could not be finished before the process ends. */
