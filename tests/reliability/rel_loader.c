@@ -1,8 +1,10 @@
 /*
  * rel_loader.c - dlopen/dlclose storm while sampling.
  *
- *   rel_loader DIR ITERS   4 threads each ITERS times: dlopen one of
- *                          DIR/librel_plugin_{a,b}.so, dlsym, call its
+ *   rel_loader DIR ITERS [a|ab]
+ *                          4 threads each ITERS times: dlopen one of
+ *                          DIR/librel_plugin_{a,b}.so (only a with "a"),
+ *                          dlsym, call its
  *                          allocator (the block is kept: 1001 bytes from a,
  *                          1002 from b), dlclose. 2 more threads malloc and
  *                          free meanwhile. Then check both libraries are
@@ -16,7 +18,7 @@
 #include <stdatomic.h>
 
 static const char *dir;
-static int iters;
+static int iters, only_a;
 static _Atomic long count_a, count_b, failures;
 static _Atomic int stop;
 
@@ -25,7 +27,7 @@ static void *storm(void *arg)
 	unsigned seed = (unsigned)(uintptr_t)arg;
 	char path[4200];
 	for (int i = 0; i < iters; i++) {
-		int b = rand_r(&seed) & 1;
+		int b = only_a ? 0 : rand_r(&seed) & 1;
 		snprintf(path, sizeof(path), "%s/librel_plugin_%c.so", dir, b ? 'b' : 'a');
 		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 		if (!h) {
@@ -63,11 +65,12 @@ static int loaded_cb(struct dl_phdr_info *info, size_t size, void *data)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: rel_loader DIR ITERS\n");
+		fprintf(stderr, "usage: rel_loader DIR ITERS [a|ab]\n");
 		return 2;
 	}
 	dir = argv[1];
 	iters = atoi(argv[2]);
+	only_a = argc > 3 && strcmp(argv[3], "a") == 0;
 	pthread_t s[4], c[2];
 	double t0 = rel_now();
 	for (int i = 0; i < 2; i++)
