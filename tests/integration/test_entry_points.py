@@ -91,6 +91,21 @@ def body(ctx):
     else:
         ctx.note("go tool pprof not available: second reader skipped")
 
+    # HEAPTAP_RATE=0: heap sampling off. The program runs the same, the dump
+    # still works, the heap profile has no samples, the thread profile counts.
+    r0 = ctx.run([prog], env={"HEAPTAP_RATE": "0"})
+    ctx.check(r0.returncode == 0 and "FAIL" not in r0.stdout, "entry_points runs at rate 0",
+              r0.transcript())
+    if r0.returncode == 0:
+        h0, t0 = r0.wait_profiles(1, timeout=5)
+        p0 = ctx.decode(h0)
+        ctx.check(p0.period == 0, "rate 0: period 0", "period %s" % p0.period)
+        ctx.check(p0.total("alloc_objects") == 0 and p0.total("inuse_space") == 0,
+                  "rate 0: no heap samples", htlib.dump_stacks(p0))
+        tp0 = ctx.decode(t0)
+        ctx.check(tp0.total("threads") >= 1, "rate 0: the thread profile still counts",
+                  "total %s" % tp0.total("threads"))
+
     # The same through the signal path.
     r2 = ctx.run([prog, "--signal"], env={"HEAPTAP_RATE": "1"})
     ctx.check(r2.returncode == 0 and "dump: signal rc=0" in r2.stdout,
