@@ -608,6 +608,10 @@ def write_report(path, info, args, configs_used, summaries, dump_runs, cg, error
             w("| `%s` | %s | %s |" % (c, fmt(cg.get(c + " size=64")),
                                     fmt(cg.get(c + " size=1024"))))
         w("")
+    w("## Analysis\n")
+    w("Why the missed targets are missed, by how much, and what would close them: "
+      "[`ANALYSIS.md`](ANALYSIS.md) (written by hand from a profiling session; the figures "
+      "above are this run's).\n")
     if errors:
         w("## Errors during the run\n")
         for e in errors[:40]:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - run heaptap's benchmark suite and write bench/RESULTS.md.
 #
-#   scripts/bench.sh            full suite (~15 min on 2 cores)
-#   scripts/bench.sh --quick    shorter windows, 3 repetitions (~3-4 min)
+#   scripts/bench.sh            full suite (~6 min on 2 cores)
+#   scripts/bench.sh --quick    shorter windows, 3 repetitions (~2 min)
 #   (other arguments go to bench/run.py: --reps N, --only malloc,redis, --out FILE)
 #
 # Installs the comparison tools it needs (Debian 12) when they are missing,

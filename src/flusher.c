@@ -32,6 +32,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -441,8 +443,16 @@ static void *flusher_main(void *arg)
 	(void)arg;
 	struct ht_tls *t = &ht_tls;
 	ht_busy_enter(t); /* for life */
-	ht_thread_note_own((pid_t)syscall(SYS_gettid));
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	ht_thread_note_own(tid);
 	pthread_setname_np(pthread_self(), "heaptap-flush");
+	/* Background work: SCHED_BATCH never preempts a running application
+	 * thread when the flusher wakes up, and a slightly raised nice value
+	 * lets application threads win when the CPUs are busy. Both are
+	 * allowed without privileges; failure changes nothing else. */
+	struct sched_param sp = {0};
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	setpriority(PRIO_PROCESS, (id_t)tid, 5);
 	uint64_t interval = ht_opt.interval_ms;
 	uint64_t next_dump = interval ? now_ms() + interval : 0;
 	for (;;) {

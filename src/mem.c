@@ -69,7 +69,15 @@ struct free_block {
 struct free_run {
 	struct free_run *next;
 	uint32_t slabs;
+	uint32_t dirty; /* pages still resident (not given back to the kernel) */
 };
+
+/* Freed runs of up to DIRTY_RUN_MAX slabs stay resident, up to DIRTY_BUDGET
+ * bytes in all: a thread's ring released at its exit is taken again by the
+ * next thread without a madvise, fresh zero pages and the TLB shootdowns
+ * both cost in a multithreaded process (thread-per-request servers). */
+#define DIRTY_RUN_MAX 16
+#define DIRTY_BUDGET ((size_t)16 << 20)
 
 static struct {
 	_Atomic int state; /* 0 none, 1 reserving, 2 ready, -1 failed */
@@ -79,6 +87,7 @@ static struct {
 	struct free_block *free[NCLASSES];
 	struct spin run_lock;
 	struct free_run *runs;
+	size_t dirty_bytes; /* under run_lock */
 	_Atomic size_t in_use;
 	_Atomic size_t mapped;
 	uint8_t slab_class[MAX_SLABS];
@@ -155,9 +164,12 @@ static size_t slabs_take(size_t n)
 		if (r->slabs < n)
 			continue;
 		size_t idx = slab_index(r);
+		if (r->dirty)
+			M.dirty_bytes -= n << SLAB_SHIFT;
 		if (r->slabs > n) {
 			struct free_run *rest = slab_addr(idx + n);
 			rest->slabs = r->slabs - (uint32_t)n;
+			rest->dirty = r->dirty;
 			rest->next = r->next;
 			*pp = rest;
 		} else {
@@ -178,10 +190,23 @@ static size_t slabs_take(size_t n)
 
 static void slabs_give_back(size_t idx, size_t n)
 {
-	/* Drop the pages but keep the mapping, so the range stays ours. */
-	madvise(slab_addr(idx), n << SLAB_SHIFT, MADV_DONTNEED);
+	size_t bytes = n << SLAB_SHIFT;
+	bool keep = false;
+	if (n <= DIRTY_RUN_MAX) {
+		spin_lock(&M.run_lock);
+		if (M.dirty_bytes + bytes <= DIRTY_BUDGET) {
+			M.dirty_bytes += bytes;
+			keep = true;
+		}
+		spin_unlock(&M.run_lock);
+	}
+	/* Otherwise drop the pages but keep the mapping, so the range stays
+	 * ours. */
+	if (!keep)
+		madvise(slab_addr(idx), bytes, MADV_DONTNEED);
 	struct free_run *r = slab_addr(idx);
 	r->slabs = (uint32_t)n;
+	r->dirty = keep;
 	spin_lock(&M.run_lock);
 	r->next = M.runs;
 	M.runs = r;
@@ -369,6 +394,7 @@ void ht_mem_atfork_child(void)
 	}
 	if (spin_held(&M.run_lock)) {
 		M.runs = NULL;
+		M.dirty_bytes = 0;
 		atomic_flag_clear(&M.run_lock.f);
 	}
 }

@@ -2,10 +2,10 @@
  * rel_churn.c - thread churn: heaptap's memory must not grow with the
  * number of threads that have ended.
  *
- *   rel_churn TOTAL CHECKPOINT
+ *   rel_churn TOTAL CHECKPOINT [leak|noleak]
  *       TOTAL threads, 8 at a time, ending in turn by return (joined),
  *       detached return, pthread_exit and cancellation. Each allocates 10
- *       blocks from churn_alloc and frees 5. At CHECKPOINT and at TOTAL
+ *       blocks from churn_alloc and frees 5 (all 10 with noleak). At CHECKPOINT and at TOTAL
  *       ended threads: wait until they are all gone, dump, read heaptap's
  *       own memory (own_bytes=). Finally 5 threads from live_creator stay
  *       alive for a last dump: the thread profile must count exactly 6.
@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 static _Atomic long detached_done;
+static int leak = 1;
 static _Atomic int cancel_ready;
 
 static NOINLINE void *churn_alloc(size_t n)
@@ -31,8 +32,11 @@ static void work(uintptr_t i)
 	void *b[10];
 	for (int k = 0; k < 10; k++)
 		b[k] = churn_alloc(32 + (i % 64) + (size_t)k);
-	for (int k = 0; k < 10; k += 2)
+	for (int k = leak ? 0 : 1; k < 10; k += 2)
 		free(b[k]);
+	if (!leak)
+		for (int k = 0; k < 10; k += 2)
+			free(b[k]);
 }
 
 static void *t_join(void *arg)
@@ -98,14 +102,38 @@ static void settle(long want_detached, int live)
 	rel_msleep(100);
 }
 
+/* Lines of /proc/self/maps (leaked mmap'd rings would show here) and
+ * VmRSS in KiB. */
+static void vm_figures(long *maps, long *rss_kb)
+{
+	*maps = 0;
+	*rss_kb = 0;
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (strchr(line, '\n'))
+			(*maps)++;
+	if (f)
+		fclose(f);
+	f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", rss_kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+}
+
 static void checkpoint(const char *name, long ended, int live)
 {
+	long maps, rss;
+	vm_figures(&maps, &rss);
 	struct heaptap_stats s;
 	int d = rel_dump();
 	rel_stats(&s);
-	say("%s ended=%ld dump=%d own_bytes=%llu live_threads=%llu tasks=%d samples=%llu "
-	    "dropped=%llu",
-	    name, ended, d, (unsigned long long)s.own_bytes, (unsigned long long)s.live_threads,
+	say("%s ended=%ld dump=%d own_bytes=%llu maps=%ld rss_kb=%ld live_threads=%llu tasks=%d "
+	    "samples=%llu dropped=%llu",
+	    name, ended, d, (unsigned long long)s.own_bytes, maps, rss,
+	    (unsigned long long)s.live_threads,
 	    rel_task_count(), (unsigned long long)s.samples,
 	    (unsigned long long)s.dropped_samples);
 	(void)live;
@@ -135,6 +163,7 @@ int main(int argc, char **argv)
 {
 	long total = argc > 1 ? atol(argv[1]) : 20000;
 	long check = argc > 2 ? atol(argv[2]) : 5000;
+	leak = !(argc > 3 && strcmp(argv[3], "noleak") == 0);
 	pthread_attr_t det;
 	pthread_attr_init(&det);
 	pthread_attr_setdetachstate(&det, PTHREAD_CREATE_DETACHED);
@@ -185,7 +214,7 @@ int main(int argc, char **argv)
 	settle(ndet, 0);
 	checkpoint("final", total, 0);
 	say("churn_secs=%.1f", rel_now() - t0);
-	say("expect_churn alloc_objects=%ld inuse_objects=%ld", total * 10, total * 5);
+	say("expect_churn alloc_objects=%ld inuse_objects=%ld", total * 10, leak ? total * 5 : 0);
 	pthread_t live[5];
 	live_creator(live, 5);
 	rel_msleep(50);

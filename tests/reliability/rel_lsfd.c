@@ -1,6 +1,7 @@
 /*
- * rel_lsfd.c - print every open fd above 2 with what it points to, in one
- * line: "fds=N 3:/path 4:pipe:[123] ...". Run without heaptap.
+ * rel_lsfd.c - print every open fd above 2 with what it points to and
+ * whether it is close-on-exec, in one line:
+ * "fds=N noncloexec=M 3:/path:cloexec 4:pipe:[123]:inherit ...".
  */
 #include "rel_common.h"
 
@@ -13,7 +14,7 @@ int main(void)
 		return 1;
 	int self = dirfd(d);
 	char out[8192] = "";
-	int n = 0;
+	int n = 0, inherit = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		int fd = atoi(e->d_name);
@@ -24,11 +25,24 @@ int main(void)
 		ssize_t k = readlink(p, target, sizeof(target) - 1);
 		if (k > 0)
 			target[k] = '\0';
+		/* fdinfo "flags:" is octal; O_CLOEXEC is 02000000. */
+		unsigned long flags = 0;
+		snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", fd);
+		FILE *f = fopen(p, "r");
+		char line[256];
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "flags: %lo", &flags) == 1)
+				break;
+		if (f)
+			fclose(f);
+		int cloexec = (flags & 02000000) != 0;
+		inherit += !cloexec;
 		size_t len = strlen(out);
-		snprintf(out + len, sizeof(out) - len, " %d:%s", fd, target);
+		snprintf(out + len, sizeof(out) - len, " %d:%s:%s", fd, target,
+			 cloexec ? "cloexec" : "inherit");
 		n++;
 	}
 	closedir(d);
-	say("fds=%d%s", n, out);
+	say("fds=%d noncloexec=%d%s", n, inherit, out);
 	return 0;
 }

@@ -25,7 +25,7 @@ def body(ctx):
 
 def storm(ctx, which, libs):
     prog = ctx.example("rel_loader")
-    iters = rlib.scale(400, 20000)
+    iters = rlib.scale(2000, 50000)
     tag = "storm %s: " % which
     d = ctx.tmpdir("loader")
     p = Proc(ctx, [prog, ctx.bindir, iters, which], outdir=d, stdin=False,

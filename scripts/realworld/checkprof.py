@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""checkprof.py DIR [PROTO_DIR] - check heaptap's output directory.
+
+Prints one summary ("profiles=N pids=P ok", or what is wrong) and exits 0
+when every heaptap.<pid>.<seq>.{heap,threads}.pb.gz decodes with protoc and
+no temporary file is left; 1 otherwise. stdlib + protoc only.
+"""
+import gzip
+import os
+import re
+import subprocess
+import sys
+
+FINAL = re.compile(r"^heaptap\.(\d+)\.(\d{4,})\.(heap|threads)\.pb\.gz$")
+
+
+def main():
+    d = sys.argv[1]
+    proto = sys.argv[2] if len(sys.argv) > 2 else \
+        "/usr/share/gocode/src/github.com/google/pprof/proto"
+    finals, tmps, bad = [], [], []
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if FINAL.match(name):
+            finals.append(name)
+        elif name.startswith(".heaptap.") and name.endswith(".tmp"):
+            tmps.append(name)
+    can_decode = os.path.exists(os.path.join(proto, "profile.proto"))
+    for name in finals:
+        try:
+            with open(os.path.join(d, name), "rb") as f:
+                raw = gzip.decompress(f.read())
+        except Exception as e:  # noqa: BLE001
+            bad.append("%s: %s" % (name, e))
+            continue
+        if can_decode:
+            r = subprocess.run(["protoc", "--decode", "perftools.profiles.Profile",
+                                "--proto_path", proto, "profile.proto"], input=raw,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if r.returncode != 0:
+                bad.append("%s: protoc: %s" % (name, r.stderr.decode()[:100]))
+    pids = {FINAL.match(n).group(1) for n in finals}
+    if bad or tmps:
+        print("profiles=%d BAD %s tmp=%s" % (len(finals), "; ".join(bad[:3]), tmps[:3]))
+        return 1
+    print("profiles=%d pids=%d %s" % (len(finals), len(pids),
+                                      "decode-ok" if can_decode else "gunzip-ok"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
