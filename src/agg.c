@@ -4,7 +4,7 @@
  *
  * Values are unbiased when the allocation event is drained: each sample adds
  * its weight 1/(1-e^(-size/rate)) (rate as it was when the sample was drawn)
- * to its bucket's alloc and inuse counts, and its free takes the same weight
+ * to its stack's alloc and inuse counts, and its free takes the same weight
  * back out of inuse. Keeping the per-sample weight rather than scaling sums at
  * write time keeps stacks that mix sizes right, and with rate 1 every weight
  * is exactly 1, so the totals are exact integers.
@@ -49,28 +49,22 @@ static inline unsigned ht_agg_hash(const void *key, size_t len)
 
 pthread_mutex_t ht_agg_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* One distinct call stack and what was sampled there. Go's heap profile has
+ * one record per stack too; the `bytes` label is the average allocation size
+ * at the stack (the size itself when the stack allocates one size). */
 struct stack_ent {
 	UT_hash_handle hh;
+	double an, ab, in, ib; /* unbiased alloc/inuse objects and bytes */
 	uint32_t depth;
 	uintptr_t pcs[];
-};
-
-struct bucket_key {
-	struct stack_ent *st;
-	uint64_t size;
-};
-
-struct bucket {
-	UT_hash_handle hh;
-	struct bucket_key key;
-	double an, ab, in, ib;
 };
 
 struct live {
 	UT_hash_handle hh;
 	uint64_t id;
-	struct bucket *b;
-	double w;
+	struct stack_ent *st;
+	double w;      /* objects this sample stands for */
+	uint64_t size; /* bytes of the sampled block */
 };
 
 struct pend {
@@ -78,15 +72,15 @@ struct pend {
 	uint64_t id;
 };
 
-static struct stack_ent *stacks;
-static struct bucket *buckets;
 #define SMALL_REC                                                                                  \
 	(sizeof(struct live) > sizeof(struct pend) ? sizeof(struct live) : sizeof(struct pend))
+static struct stack_ent *stacks;
 static struct live *lives;
 static struct pend *pendings;
-static uint64_t nstacks, nbuckets, overflow_samples;
+static uint64_t nstacks, overflow_samples;
 static double live_bytes, live_objects;
-/* Samples that did not fit the tables all go to this one empty stack. */
+/* Samples whose stack did not fit the table all go to this one empty stack,
+ * so their weight still counts and totals stay right. */
 static struct stack_ent overflow_stack;
 
 /* live and pend records come and go with every sample: keep freed ones for
@@ -115,65 +109,41 @@ static struct stack_ent *stack_intern(const uintptr_t *pcs, uint32_t depth)
 	size_t klen = depth * sizeof(uintptr_t);
 	if (depth == 0)
 		return &overflow_stack;
-	HASH_FIND(hh, stacks, pcs, klen, s);
+	unsigned hv;
+	HASH_VALUE(pcs, klen, hv);
+	HASH_FIND_BYHASHVALUE(hh, stacks, pcs, klen, hv, s);
 	if (s)
 		return s;
 	if (nstacks >= HT_AGG_MAX_STACKS)
-		return NULL;
-	s = ht_mem_alloc(sizeof(*s) + klen);
+		goto overflow;
+	s = ht_mem_calloc(1, sizeof(*s) + klen);
 	if (!s)
-		return NULL;
-	memset(&s->hh, 0, sizeof(s->hh));
+		goto overflow;
 	s->depth = depth;
 	memcpy(s->pcs, pcs, klen);
-	HASH_ADD_KEYPTR(hh, stacks, s->pcs, klen, s);
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, stacks, s->pcs, klen, hv, s);
 	nstacks++;
 	return s;
+overflow:
+	overflow_samples++;
+	return &overflow_stack;
 }
-
-static struct bucket *bucket_get(struct stack_ent *st, uint64_t size)
-{
-	struct bucket_key k;
-	memset(&k, 0, sizeof(k));
-	k.st = st;
-	k.size = size;
-	struct bucket *b = NULL;
-	HASH_FIND(hh, buckets, &k, sizeof(k), b);
-	if (b)
-		return b;
-	if (nbuckets >= HT_AGG_MAX_BUCKETS)
-		return NULL;
-	b = ht_mem_calloc(1, sizeof(*b));
-	if (!b)
-		return NULL;
-	b->key = k;
-	HASH_ADD(hh, buckets, key, sizeof(k), b);
-	nbuckets++;
-	return b;
-}
-
-/* Samples whose stack or bucket did not fit the tables: their weight still
- * counts, under one empty stack, so totals stay right. */
-static struct bucket overflow_b = {.key = {.st = &overflow_stack}};
 
 static void on_alloc(const struct ht_ev_alloc *e)
 {
 	double w = ht_sample_weight(e->size, e->rate);
 	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
-	struct bucket *b = st ? bucket_get(st, e->size) : NULL;
-	if (!b) {
-		b = &overflow_b;
-		overflow_samples++;
-	}
-	b->an += w;
-	b->ab += w * (double)e->size;
+	st->an += w;
+	st->ab += w * (double)e->size;
 	/* Freed already (the free was drained first)? Then it is not live. */
 	struct pend *p = NULL;
-	HASH_FIND(hh, pendings, &e->id, sizeof(e->id), p);
-	if (p) {
-		HASH_DEL(pendings, p);
-		small_put(p);
-		return;
+	if (pendings) {
+		HASH_FIND(hh, pendings, &e->id, sizeof(e->id), p);
+		if (p) {
+			HASH_DEL(pendings, p);
+			small_put(p);
+			return;
+		}
 	}
 	struct live *l = small_get(SMALL_REC);
 	if (!l) {
@@ -182,11 +152,12 @@ static void on_alloc(const struct ht_ev_alloc *e)
 	}
 	memset(&l->hh, 0, sizeof(l->hh));
 	l->id = e->id;
-	l->b = b;
+	l->st = st;
 	l->w = w;
+	l->size = e->size;
 	HASH_ADD(hh, lives, id, sizeof(l->id), l);
-	b->in += w;
-	b->ib += w * (double)e->size;
+	st->in += w;
+	st->ib += w * (double)e->size;
 	live_objects += w;
 	live_bytes += w * (double)e->size;
 }
@@ -206,12 +177,12 @@ static void on_free(const struct ht_ev_free *e)
 		HASH_ADD(hh, pendings, id, sizeof(p->id), p);
 		return;
 	}
-	struct bucket *b = l->b;
-	double sz = (double)b->key.size;
-	b->in -= l->w;
-	b->ib -= l->w * sz;
+	struct stack_ent *st = l->st;
+	double bytes = l->w * (double)l->size;
+	st->in -= l->w;
+	st->ib -= bytes;
 	live_objects -= l->w;
-	live_bytes -= l->w * sz;
+	live_bytes -= bytes;
 	HASH_DEL(lives, l);
 	small_put(l);
 }
@@ -254,35 +225,30 @@ static int64_t round_nonneg(double v)
 	return (int64_t)(v + 0.5);
 }
 
+static void row_from(struct ht_heap_row *r, const struct stack_ent *s)
+{
+	r->pcs = s->pcs;
+	r->depth = s->depth;
+	r->size = s->an > 0 ? (uint64_t)(s->ab / s->an + 0.5) : 0;
+	r->alloc_objects = s->an;
+	r->alloc_bytes = s->ab;
+	r->inuse_objects = s->in < 0 ? 0 : s->in;
+	r->inuse_bytes = s->ib < 0 ? 0 : s->ib;
+}
+
 int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n)
 {
-	size_t cap = nbuckets + 1, k = 0;
+	size_t cap = nstacks + 1, k = 0;
 	struct ht_heap_row *r = ht_mem_calloc(cap, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	for (struct bucket *b = buckets; b; b = b->hh.next) {
-		if (round_nonneg(b->an) == 0 && round_nonneg(b->in) == 0)
+	for (struct stack_ent *s = stacks; s; s = s->hh.next) {
+		if (round_nonneg(s->an) == 0 && round_nonneg(s->in) == 0)
 			continue;
-		r[k].pcs = b->key.st->pcs;
-		r[k].depth = b->key.st->depth;
-		r[k].size = b->key.size;
-		r[k].alloc_objects = b->an;
-		r[k].alloc_bytes = b->ab;
-		r[k].inuse_objects = b->in < 0 ? 0 : b->in;
-		r[k].inuse_bytes = b->ib < 0 ? 0 : b->ib;
-		k++;
+		row_from(&r[k++], s);
 	}
-	if (overflow_samples) {
-		const struct bucket *ob = &overflow_b;
-		r[k].pcs = overflow_stack.pcs;
-		r[k].depth = 0;
-		r[k].size = 0;
-		r[k].alloc_objects = ob->an;
-		r[k].alloc_bytes = ob->ab;
-		r[k].inuse_objects = ob->in;
-		r[k].inuse_bytes = ob->ib;
-		k++;
-	}
+	if (overflow_samples)
+		row_from(&r[k++], &overflow_stack);
 	*rows = r;
 	*n = k;
 	return 0;
@@ -397,7 +363,6 @@ void ht_agg_totals(struct ht_agg_totals *out)
 	out->live_objects = live_objects < 0 ? 0 : live_objects;
 	out->live_samples = HASH_COUNT(lives);
 	out->stacks = nstacks;
-	out->buckets = nbuckets;
 	out->pending = HASH_COUNT(pendings);
 	out->overflow_samples = overflow_samples;
 }

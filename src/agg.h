@@ -5,9 +5,10 @@
  * per-thread rings into them (ht_agg_drain_all) and snapshots them for a dump
  * (ht_agg_heap_rows, ht_agg_thread_rows). Tables are uthash, in heaptap's own
  * memory:
- *   stacks   distinct call stacks, interned and never freed;
- *   buckets  (stack, size) -> unbiased alloc/inuse objects and bytes;
- *   live     sample id -> its bucket and weight, until its free is drained;
+ *   stacks   distinct call stacks, interned and never freed, each with its
+ *            unbiased alloc/inuse objects and bytes;
+ *   live     sample id -> its stack, weight and size, until its free is
+ *            drained;
  *   pending  frees drained before their allocation (the two were recorded by
  *            different threads), matched when the allocation arrives.
  */
@@ -32,7 +33,7 @@ int ht_agg_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total);
 
 struct ht_agg_totals {
 	double live_bytes, live_objects;
-	uint64_t live_samples, stacks, buckets, pending;
+	uint64_t live_samples, stacks, pending;
 	uint64_t overflow_samples; /* folded into the "table full" stack */
 };
 void ht_agg_totals(struct ht_agg_totals *out);
@@ -41,8 +42,7 @@ void ht_agg_totals(struct ht_agg_totals *out);
 void ht_agg_atfork_child(void);
 
 /* Limits (tables have limits; what does not fit is counted). */
-#define HT_AGG_MAX_STACKS  (1u << 20)
-#define HT_AGG_MAX_BUCKETS (1u << 21)
+#define HT_AGG_MAX_STACKS (1u << 20)
 
 /* For tests: feed one event as if drained from a ring. */
 struct ht_ev_hdr;

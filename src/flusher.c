@@ -296,9 +296,8 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	         (unsigned long long)atomic_load(&ht_core.dropped_samples),
 	         (unsigned long long)atomic_load(&ht_core.dropped_events),
 	         (unsigned long long)tot.overflow_samples);
-	snprintf(s->text[k++], sizeof(s->text[0]),
-	         "heaptap_own_bytes=%zu heaptap_stacks=%llu heaptap_buckets=%llu", ht_mem_in_use(),
-	         (unsigned long long)tot.stacks, (unsigned long long)tot.buckets);
+	snprintf(s->text[k++], sizeof(s->text[0]), "heaptap_own_bytes=%zu heaptap_stacks=%llu",
+	         ht_mem_in_use(), (unsigned long long)tot.stacks);
 	for (size_t i = 0; i < k; i++)
 		s->comments[i] = s->text[i];
 	s->ncomments = k;
