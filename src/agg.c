@@ -206,6 +206,12 @@ static void drain_thread(struct ht_thread *th)
 	ht_ring_drain(&th->ring, drain_cb, NULL);
 }
 
+void ht_agg_drain_one(struct ht_thread *th)
+{
+	if (atomic_load_explicit(&th->ring_ready, memory_order_acquire))
+		drain_thread(th);
+}
+
 void ht_agg_drain_all(void)
 {
 	for (struct ht_thread *th = atomic_load_explicit(&ht_threads, memory_order_acquire); th;

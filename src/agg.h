@@ -26,6 +26,11 @@ extern pthread_mutex_t ht_agg_lock;
 /* Drain every thread's ring and reap finished threads. Lock held. */
 void ht_agg_drain_all(void);
 
+/* Drain one thread's ring (a producer helping when its ring is full). Lock
+ * held. */
+struct ht_thread;
+void ht_agg_drain_one(struct ht_thread *th);
+
 /* Snapshot rows (ht_mem memory, free with ht_mem_free). Lock held. The pcs
  * they point to stay valid for the life of the process. */
 int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n);

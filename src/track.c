@@ -14,6 +14,7 @@
 #include "track.h"
 
 #include "addrset.h"
+#include "agg.h"
 #include "core.h"
 #include "flusher.h"
 #include "options.h"
@@ -53,11 +54,19 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 		return rec;
 	int rounds = rate < HT_EXACT_RATE_LIMIT ? 20000 : is_free ? 200 : 20;
 	for (int i = 0; i < rounds && !rec; i++) {
-		if (!ht_flusher_running() && ht_flusher_start() != 0)
-			break;
-		ht_flusher_kick();
-		struct timespec ts = {0, 50000};
-		nanosleep(&ts, NULL);
+		/* If the aggregator is free, drain this ring ourselves rather than
+		 * sleep: at exact rates that keeps every thread moving. Never
+		 * waits for the lock. */
+		if (pthread_mutex_trylock(&ht_agg_lock) == 0) {
+			ht_agg_drain_one(th);
+			pthread_mutex_unlock(&ht_agg_lock);
+		} else {
+			if (!ht_flusher_running() && ht_flusher_start() != 0)
+				break;
+			ht_flusher_kick();
+			struct timespec ts = {0, 50000};
+			nanosleep(&ts, NULL);
+		}
 		rec = ht_ring_reserve(&th->ring, len);
 	}
 	return rec;
