@@ -116,48 +116,51 @@ static int publish(int dfd, const char *tmp, const char *final)
 	return renameat(dfd, tmp, dfd, final) == 0 ? 0 : -errno;
 }
 
-int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind, const void *data,
-                         size_t len)
+/* Write data into a fresh temporary file named after `stem` in dfd, then
+ * move it to `final`: never replacing anything when noreplace, else replacing
+ * whatever is there (rename replaces a symlink itself, never its target).
+ * The temporary file is gone on every failure. */
+static int write_and_publish(int dfd, const char *stem, const char *final, const void *data,
+                             size_t len, bool noreplace)
 {
-	char final[256], tmp[320];
-	int k = snprintf(final, sizeof(final), "heaptap.%d.%04u.%s.pb.gz", pid, seq, kind);
-	if (k < 0 || (size_t)k >= sizeof(final))
-		return -ENAMETOOLONG;
-
-	int dfd = open_dir(dir);
-	if (dfd < 0)
-		return dfd;
-	int err = check_final(dfd, final);
-	if (err) {
-		close(dfd);
-		return err;
-	}
-
-	int fd = -1;
+	char tmp[320];
+	int fd = -1, err;
 	for (int i = 0; i < HT_TMP_TRIES && fd < 0; i++) {
-		snprintf(tmp, sizeof(tmp), ".heaptap.%d.%04u.%s.%016llx.tmp", pid, seq, kind,
+		snprintf(tmp, sizeof(tmp), ".%.200s.%016llx.tmp", stem,
 		         (unsigned long long)random64());
 		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 && errno != EEXIST && errno != EINTR) {
-			err = -errno;
-			close(dfd);
-			return err;
-		}
+		if (fd < 0 && errno != EEXIST && errno != EINTR)
+			return -errno;
 	}
-	if (fd < 0) {
-		close(dfd);
+	if (fd < 0)
 		return -EEXIST;
-	}
-
 	err = ht_output_write_fd(fd, data, len);
 	if (!err && fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
 		err = -errno;
 	if (close(fd) != 0 && !err && errno != EINTR)
 		err = -errno;
 	if (!err)
-		err = publish(dfd, tmp, final);
+		err = noreplace ? publish(dfd, tmp, final)
+		                : (renameat(dfd, tmp, dfd, final) == 0 ? 0 : -errno);
 	if (err)
 		unlinkat(dfd, tmp, 0);
+	return err;
+}
+
+int ht_output_write_file(const char *dir, int pid, unsigned seq, const char *kind, const void *data,
+                         size_t len)
+{
+	char final[256], stem[256];
+	int k = snprintf(final, sizeof(final), "heaptap.%d.%04u.%s.pb.gz", pid, seq, kind);
+	if (k < 0 || (size_t)k >= sizeof(final))
+		return -ENAMETOOLONG;
+	snprintf(stem, sizeof(stem), "heaptap.%d.%04u.%s", pid, seq, kind);
+	int dfd = open_dir(dir);
+	if (dfd < 0)
+		return dfd;
+	int err = check_final(dfd, final);
+	if (!err)
+		err = write_and_publish(dfd, stem, final, data, len, true);
 	close(dfd);
 	return err;
 }
@@ -184,31 +187,8 @@ int ht_output_write_path(const char *path, const void *data, size_t len)
 	while (dfd < 0 && errno == EINTR);
 	if (dfd < 0)
 		return -errno;
-	char tmp[256];
-	int fd = -1, err = 0;
-	for (int i = 0; i < HT_TMP_TRIES && fd < 0; i++) {
-		snprintf(tmp, sizeof(tmp), ".%.200s.%016llx.tmp", base,
-		         (unsigned long long)random64());
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 && errno != EEXIST && errno != EINTR) {
-			err = -errno;
-			close(dfd);
-			return err;
-		}
-	}
-	if (fd < 0) {
-		close(dfd);
-		return -EEXIST;
-	}
-	err = ht_output_write_fd(fd, data, len);
-	if (close(fd) != 0 && !err && errno != EINTR)
-		err = -errno;
-	/* The caller named this path: replace what is there (a symlink itself,
-	 * never its target: rename does not follow). */
-	if (!err && renameat(dfd, tmp, dfd, base) != 0)
-		err = -errno;
-	if (err)
-		unlinkat(dfd, tmp, 0);
+	/* The caller named this path: replace what is there. */
+	int err = write_and_publish(dfd, base, base, data, len, false);
 	close(dfd);
 	return err;
 }
