@@ -16,6 +16,7 @@
 #include "ring.h"
 #include "sample.h"
 #include "thread.h"
+#include "tls.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -47,14 +48,42 @@ static inline unsigned ht_agg_hash(const void *key, size_t len)
 }
 #include <uthash.h>
 
-pthread_mutex_t ht_agg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t agg_mutex = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(const void *) agg_owner; /* &ht_tls of the holder */
+
+void ht_agg_lock(void)
+{
+	pthread_mutex_lock(&agg_mutex);
+	atomic_store_explicit(&agg_owner, &ht_tls, memory_order_relaxed);
+}
+
+int ht_agg_trylock(void)
+{
+	if (pthread_mutex_trylock(&agg_mutex) != 0)
+		return -EBUSY;
+	atomic_store_explicit(&agg_owner, &ht_tls, memory_order_relaxed);
+	return 0;
+}
+
+void ht_agg_unlock(void)
+{
+	atomic_store_explicit(&agg_owner, NULL, memory_order_relaxed);
+	pthread_mutex_unlock(&agg_mutex);
+}
+
+int ht_agg_lock_is_mine(void)
+{
+	return atomic_load_explicit(&agg_owner, memory_order_relaxed) == &ht_tls;
+}
 
 /* One distinct call stack and what was sampled there. Go's heap profile has
  * one record per stack too; the `bytes` label is the average allocation size
  * at the stack (the size itself when the stack allocates one size). */
 struct stack_ent {
 	UT_hash_handle hh;
-	double an, ab, in, ib; /* unbiased alloc/inuse objects and bytes */
+	double an, ab, in, ib;   /* unbiased alloc/inuse objects and bytes */
+	struct stack_ent *older; /* retired stacks, newest first */
+	int32_t gone;            /* retired at dlclose: that gone module; else -1 */
 	uint32_t depth;
 	uintptr_t pcs[];
 };
@@ -75,13 +104,14 @@ struct pend {
 #define SMALL_REC                                                                                  \
 	(sizeof(struct live) > sizeof(struct pend) ? sizeof(struct live) : sizeof(struct pend))
 static struct stack_ent *stacks;
+static struct stack_ent *retired;
 static struct live *lives;
 static struct pend *pendings;
 static uint64_t nstacks, overflow_samples;
 static double live_bytes, live_objects;
 /* Samples whose stack did not fit the table all go to this one empty stack,
  * so their weight still counts and totals stay right. */
-static struct stack_ent overflow_stack;
+static struct stack_ent overflow_stack = {.gone = -1};
 
 /* live and pend records come and go with every sample: keep freed ones for
  * reuse instead of going back to the shared allocator each time. */
@@ -120,6 +150,7 @@ static struct stack_ent *stack_intern(const uintptr_t *pcs, uint32_t depth)
 	if (!s)
 		goto overflow;
 	s->depth = depth;
+	s->gone = -1;
 	memcpy(s->pcs, pcs, klen);
 	HASH_ADD_KEYPTR_BYHASHVALUE(hh, stacks, s->pcs, klen, hv, s);
 	nstacks++;
@@ -235,6 +266,7 @@ static void row_from(struct ht_heap_row *r, const struct stack_ent *s)
 {
 	r->pcs = s->pcs;
 	r->depth = s->depth;
+	r->pinned = (uint32_t)(s->gone + 1);
 	r->size = s->an > 0 ? (uint64_t)(s->ab / s->an + 0.5) : 0;
 	r->alloc_objects = s->an;
 	r->alloc_bytes = s->ab;
@@ -249,6 +281,11 @@ int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n)
 	if (!r)
 		return -ENOMEM;
 	for (struct stack_ent *s = stacks; s; s = s->hh.next) {
+		if (round_nonneg(s->an) == 0 && round_nonneg(s->in) == 0)
+			continue;
+		row_from(&r[k++], s);
+	}
+	for (struct stack_ent *s = retired; s; s = s->older) {
 		if (round_nonneg(s->an) == 0 && round_nonneg(s->in) == 0)
 			continue;
 		row_from(&r[k++], s);
@@ -373,7 +410,26 @@ void ht_agg_totals(struct ht_agg_totals *out)
 	out->overflow_samples = overflow_samples;
 }
 
+void ht_agg_retire_module(uintptr_t start, uintptr_t limit, int32_t gone)
+{
+	ht_agg_drain_all();
+	struct stack_ent *s, *tmp;
+	HASH_ITER(hh, stacks, s, tmp)
+	{
+		for (uint32_t i = 0; i < s->depth; i++) {
+			if (s->pcs[i] - 1 >= start && s->pcs[i] - 1 < limit) {
+				HASH_DEL(stacks, s);
+				s->gone = gone;
+				s->older = retired;
+				retired = s;
+				break;
+			}
+		}
+	}
+}
+
 void ht_agg_atfork_child(void)
 {
-	pthread_mutex_init(&ht_agg_lock, NULL);
+	pthread_mutex_init(&agg_mutex, NULL);
+	atomic_store(&agg_owner, NULL);
 }

@@ -21,7 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-extern pthread_mutex_t ht_agg_lock;
+/* The aggregation lock. Never waited for on the allocation path (only
+ * tried); its owner is known so a fork() from a signal handler that
+ * interrupted the owner does not wait for itself. */
+void ht_agg_lock(void);
+int ht_agg_trylock(void); /* 0 when taken */
+void ht_agg_unlock(void);
+int ht_agg_lock_is_mine(void);
 
 /* Drain every thread's ring and reap finished threads. Lock held. */
 void ht_agg_drain_all(void);
@@ -42,6 +48,13 @@ struct ht_agg_totals {
 	uint64_t overflow_samples; /* folded into the "table full" stack */
 };
 void ht_agg_totals(struct ht_agg_totals *out);
+
+/* A library at [start, limit) is about to be unloaded (gone: its index in
+ * the list of gone modules). Drain everything, then take the stacks with a
+ * frame in it out of the lookup table, pinned to that module: samples taken
+ * later at the same addresses belong to whatever is loaded there next.
+ * Lock held. */
+void ht_agg_retire_module(uintptr_t start, uintptr_t limit, int32_t gone);
 
 /* Fork child: the tables are consistent (the lock was held across fork). */
 void ht_agg_atfork_child(void);

@@ -101,14 +101,14 @@ API int heaptap_stats(struct heaptap_stats *out, size_t size)
 	int64_t live = 0;
 	struct ht_thread_row *rows = NULL;
 	size_t nrows = 0;
-	pthread_mutex_lock(&ht_agg_lock);
+	ht_agg_lock();
 	ht_agg_drain_all();
 	ht_agg_totals(&tot);
 	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next))
 		samples += th->nsamples;
 	if (ht_agg_thread_rows(&rows, &nrows, &live) == 0)
 		ht_mem_free(rows);
-	pthread_mutex_unlock(&ht_agg_lock);
+	ht_agg_unlock();
 	ht_busy_exit(t);
 	s.rate = atomic_load(&ht_core.rate);
 	s.samples = samples;

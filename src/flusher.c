@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 _Atomic int ht_flusher_state;
+static int installed_sig; /* the dump signal, while heaptap's handler is in place */
 _Atomic bool ht_flusher_want;
 static _Atomic uint32_t wake_word;
 static _Atomic bool dump_requested;
@@ -69,33 +70,28 @@ static uint64_t now_ms(void)
 }
 
 /* When to start: once the program's constructors have run, at the first
- * slow-path allocation after something asked for the thread (a sample, a
- * dump request, an interval), or after the program has been up for a while
- * (so a service that goes quiet still answers the signal). Never earlier: a
- * short single-threaded program such as `unshare --user` must stay
- * single-threaded. */
-#define HT_FLUSHER_GRACE_MS 100
-static uint64_t start_ms;
-
+ * slow-path allocation after a sample was taken or a dump was asked for, and
+ * only if something needs a thread (the dump signal, an interval): samples do
+ * not, since threads drain their own rings. With HEAPTAP_SIGNAL=none and no
+ * interval heaptap never starts a thread (dumps come from heaptap_dump() or
+ * at exit); a program that must stay single-threaded (unshare of a user
+ * namespace, fork() from a signal handler) runs that way. */
 bool ht_flusher_wanted(void)
 {
-	if (ht_flusher_running() || !atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed))
-		return false;
-	if (atomic_load_explicit(&ht_flusher_want, memory_order_relaxed))
-		return true;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	if (!start_ms) {
-		start_ms = now;
-		return false;
-	}
-	return now - start_ms >= HT_FLUSHER_GRACE_MS;
+	return atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
+	       !ht_flusher_running() &&
+	       atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed);
+}
+
+void ht_flusher_note_sample(void)
+{
+	if (!atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
+	    (installed_sig != 0 || ht_opt.interval_ms != 0))
+		atomic_store_explicit(&ht_flusher_want, true, memory_order_relaxed);
 }
 
 /* ----------------------------------------------------------------- signals */
 
-static int installed_sig;
 static _Atomic bool app_owns_logged;
 
 static void on_signal(int sig)
@@ -171,35 +167,34 @@ void ht_signal_note_app_handler(int sig, const void *handler)
 
 /* ------------------------------------------------------------ gone modules */
 
-#define MAX_GONE 256
+#define MAX_GONE 1024
 static struct ht_module gone[MAX_GONE];
 static size_t ngone;
 static pthread_mutex_t gone_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void ht_modules_note_gone(const struct ht_module *m)
+/* Indexes stay valid for the life of the process (retired stacks point at
+ * them), so the list only grows; past MAX_GONE new modules are not noted. */
+int ht_modules_note_gone(const struct ht_module *m)
 {
 	pthread_mutex_lock(&gone_lock);
 	size_t i;
 	for (i = 0; i < ngone; i++)
-		if (gone[i].start == m->start && strcmp(gone[i].path, m->path) == 0)
+		if (gone[i].start == m->start && gone[i].limit == m->limit &&
+		    strcmp(gone[i].path, m->path) == 0)
 			break;
-	if (i == ngone) {
-		if (ngone == MAX_GONE) {
-			memmove(gone, gone + 1, (MAX_GONE - 1) * sizeof(gone[0]));
-			ngone--;
-		}
+	if (i == ngone && ngone < MAX_GONE)
 		gone[ngone++] = *m;
-	}
 	pthread_mutex_unlock(&gone_lock);
+	return i < MAX_GONE ? (int)i : -1;
 }
 
 /* ------------------------------------------------------------------- dumps */
 
 static void drain_locked(void)
 {
-	pthread_mutex_lock(&ht_agg_lock);
+	ht_agg_lock();
 	ht_agg_drain_all();
-	pthread_mutex_unlock(&ht_agg_lock);
+	ht_agg_unlock();
 }
 
 static void tick(void *arg)
@@ -256,14 +251,14 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	memset(s, 0, sizeof(*s));
 	struct ht_agg_totals tot;
 	int r = 0;
-	pthread_mutex_lock(&ht_agg_lock);
+	ht_agg_lock();
 	ht_agg_drain_all();
 	if (want_heap)
 		r = ht_agg_heap_rows(&s->heap, &s->nheap);
 	if (r == 0)
 		r = ht_agg_thread_rows(&s->threads, &s->nthreads, &s->live_threads);
 	ht_agg_totals(&tot);
-	pthread_mutex_unlock(&ht_agg_lock);
+	ht_agg_unlock();
 	if (r != 0) {
 		snapshot_free(s);
 		return r;
@@ -538,15 +533,22 @@ void ht_flusher_at_exit(void)
 	ht_flusher_kick();
 }
 
+/* fork() called from a signal handler that interrupted this very thread
+ * inside heaptap would wait for itself: then the lock is left as it is. */
+static bool fork_took_agg;
+
 void ht_flusher_atfork_prepare(void)
 {
 	pthread_mutex_lock(&gone_lock);
-	pthread_mutex_lock(&ht_agg_lock);
+	fork_took_agg = !ht_agg_lock_is_mine();
+	if (fork_took_agg)
+		ht_agg_lock();
 }
 
 void ht_flusher_atfork_parent(void)
 {
-	pthread_mutex_unlock(&ht_agg_lock);
+	if (fork_took_agg)
+		ht_agg_unlock();
 	pthread_mutex_unlock(&gone_lock);
 }
 
@@ -554,7 +556,7 @@ void ht_flusher_atfork_child(void)
 {
 	/* The flusher does not exist here. The tables were consistent at fork
 	 * (the lock was held); a dump in progress died with its thread. */
-	pthread_mutex_init(&ht_agg_lock, NULL);
+	ht_agg_atfork_child();
 	pthread_mutex_init(&gone_lock, NULL);
 	pthread_mutex_init(&dump_lock, NULL);
 	atomic_store(&ht_flusher_state, 0);

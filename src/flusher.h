@@ -25,6 +25,8 @@ static inline bool ht_flusher_running(void)
 
 /* Should the slow path start the flusher now? */
 bool ht_flusher_wanted(void);
+/* A sample was taken: start the thread soon if a trigger needs it. */
+void ht_flusher_note_sample(void);
 int ht_flusher_start(void);
 void ht_flusher_kick(void);
 
@@ -40,7 +42,7 @@ void ht_signal_note_app_handler(int sig, const void *handler);
 
 /* Modules seen just before dlclose, for samples taken inside them. */
 struct ht_module;
-void ht_modules_note_gone(const struct ht_module *m);
+int ht_modules_note_gone(const struct ht_module *m); /* its index, or -1 */
 
 /* Exit and fork. */
 void ht_flusher_at_exit(void);

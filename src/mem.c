@@ -77,7 +77,7 @@ struct free_run {
  * next thread without a madvise, fresh zero pages and the TLB shootdowns
  * both cost in a multithreaded process (thread-per-request servers). */
 #define DIRTY_RUN_MAX 16
-#define DIRTY_BUDGET ((size_t)16 << 20)
+#define DIRTY_BUDGET  ((size_t)16 << 20)
 
 static struct {
 	_Atomic int state; /* 0 none, 1 reserving, 2 ready, -1 failed */

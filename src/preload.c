@@ -11,6 +11,7 @@
  * because the real function does the work and heaptap never re-validates.
  */
 #include "addrset.h"
+#include "agg.h"
 #include "core.h"
 #include "flusher.h"
 #include "mem.h"
@@ -23,6 +24,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <signal.h>
 #include <stdint.h>
@@ -334,8 +336,13 @@ EXPORT int dlclose(void *handle)
 		if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name &&
 		    lm->l_name[0]) {
 			struct ht_module m;
-			if (ht_module_from_memory(lm->l_name, lm->l_addr, &m) == 0)
-				ht_modules_note_gone(&m);
+			int gi;
+			if (ht_module_from_memory(lm->l_name, lm->l_addr, &m) == 0 &&
+			    (gi = ht_modules_note_gone(&m)) >= 0) {
+				ht_agg_lock();
+				ht_agg_retire_module(m.start, m.limit, gi);
+				ht_agg_unlock();
+			}
 		}
 		ht_busy_exit(t);
 		errno = saved;
@@ -346,6 +353,41 @@ EXPORT int dlclose(void *handle)
 		ht_busy_enter(t);
 		ht_unwind_flush();
 		ht_busy_exit(t);
+		errno = saved;
+	}
+	return r;
+}
+
+/* --------------------------------------------------------------------- fds */
+
+/* libunwind opens a pipe the first time it unwinds (to check that memory is
+ * readable) and keeps it for the life of the process. Opened in the middle
+ * of a program's start-up it would take fds 3 and 4, which programs (and
+ * Python's test_subprocess) expect to be free. A pipe made while the thread
+ * is inside heaptap is therefore moved above the range programs use. */
+static void move_fd_high(int *fd)
+{
+	int high = fcntl(*fd, F_DUPFD_CLOEXEC, 900);
+	if (high >= 0) {
+		close(*fd);
+		*fd = high;
+	}
+}
+
+EXPORT int pipe2(int fds[2], int flags)
+{
+	if (UNLIKELY(!ht_real.pipe2)) {
+		ht_init();
+		if (!ht_real.pipe2) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	int r = ht_real.pipe2(fds, flags);
+	if (r == 0 && UNLIKELY(ht_tls.busy)) {
+		int saved = errno;
+		move_fd_high(&fds[0]);
+		move_fd_high(&fds[1]);
 		errno = saved;
 	}
 	return r;

@@ -224,6 +224,7 @@ static void strtab_free(struct strtab *t)
 
 struct loc {
 	uintptr_t pc;  /* return address; 0 for synthetic frames */
+	int32_t gone;  /* gone module these frames were pinned to; -1 none */
 	uint32_t func; /* function index + 1; 0 = none */
 	uint32_t map;  /* profile mapping id; 0 = none */
 	int32_t line;
@@ -404,8 +405,15 @@ static uint32_t pmap_id(struct builder *b, size_t key)
 
 /* Module key of the mapping holding addr, or SIZE_MAX. Current mappings
  * first; gone modules only for what nothing mapped now covers (newest first). */
-static size_t find_module(struct builder *b, uintptr_t addr)
+static size_t find_module(struct builder *b, uintptr_t addr, int32_t gone)
 {
+	/* A stack retired at dlclose: its frames in that module's range are
+	 * that module's, whatever is loaded there now. */
+	if (gone >= 0 && (size_t)gone < b->in->ngone) {
+		const struct ht_module *g = &b->in->gone[gone];
+		if (addr >= g->start && addr < g->limit)
+			return b->maps.n + (size_t)gone;
+	}
 	const struct ht_mapping *x = ht_maps_find(&b->maps, addr);
 	if (x)
 		return (size_t)(x - b->maps.v);
@@ -437,7 +445,7 @@ static uint32_t location(struct builder *b, uint64_t key, uintptr_t pc)
 		b->locs = v;
 		b->caplocs = cap;
 	}
-	b->locs[b->nlocs] = (struct loc){.pc = pc};
+	b->locs[b->nlocs] = (struct loc){.pc = pc, .gone = -1};
 	return (uint32_t)b->nlocs++;
 }
 
@@ -478,7 +486,8 @@ static uint32_t synthetic(struct builder *b, const char *name)
 
 /* Location ids of one stack (leaf first), optionally ending with a
  * synthetic root frame; returns how many. */
-static size_t stack_ids(struct builder *b, const uintptr_t *pcs, uint32_t depth, const char *root)
+static size_t stack_ids(struct builder *b, const uintptr_t *pcs, uint32_t depth, const char *root,
+                        int32_t gone)
 {
 	size_t need = (size_t)depth + 1;
 	if (need > b->capids) {
@@ -493,7 +502,13 @@ static size_t stack_ids(struct builder *b, const uintptr_t *pcs, uint32_t depth,
 	size_t n = 0;
 	for (uint32_t i = 0; i < depth && !b->err; i++) {
 		uintptr_t pc = pcs[i] & ~(uintptr_t)HT_SYNTH_KEY;
-		b->ids[n++] = location(b, pc, pc) + 1;
+		/* The same address in two modules (one unloaded, another loaded
+		 * there since) is two locations. */
+		uint64_t key = gone >= 0 ? pc ^ ((uint64_t)(gone + 1) << 48) : pc;
+		uint32_t idx = location(b, key, pc);
+		if (!b->err && gone >= 0)
+			b->locs[idx].gone = gone;
+		b->ids[n++] = idx + 1;
 	}
 	if (root && !b->err)
 		b->ids[n++] = synthetic(b, root) + 1;
@@ -535,7 +550,7 @@ static void symbolize_locations(struct builder *b)
 		if (!l->pc)
 			continue;
 		uintptr_t addr = l->pc - 1;
-		size_t key = find_module(b, addr);
+		size_t key = find_module(b, addr, l->gone);
 		if (key == SIZE_MAX)
 			continue;
 		l->map = pmap_id(b, key);
@@ -654,7 +669,8 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_buf *out)
 	int64_t kbytes = intern(&b, "bytes");
 	for (size_t i = 0; i < in->nheap && !b.err; i++) {
 		const struct ht_heap_row *r = &in->heap[i];
-		size_t n = stack_ids(&b, r->pcs, r->depth, r->depth ? NULL : "[unknown stack]");
+		size_t n = stack_ids(&b, r->pcs, r->depth, r->depth ? NULL : "[unknown stack]",
+		                     (int32_t)r->pinned - 1);
 		int64_t v[4] = {round_value(r->alloc_objects), round_value(r->alloc_bytes),
 		                round_value(r->inuse_objects), round_value(r->inuse_bytes)};
 		size_t start = ht_pb_begin(pb);
@@ -725,7 +741,7 @@ int ht_profile_threads(const struct ht_profile_input *in, struct ht_buf *out)
 		const char *root = NULL;
 		if (r->depth == 0 || r->label)
 			root = thread_root(r->label, name, sizeof(name));
-		size_t n = stack_ids(&b, r->pcs, r->depth, root);
+		size_t n = stack_ids(&b, r->pcs, r->depth, root, -1);
 		size_t start = ht_pb_begin(pb);
 		ht_pb_uint32s(pb, HT_PB_SAMPLE_LOCATION_ID, b.ids, n);
 		ht_pb_int64s(pb, HT_PB_SAMPLE_VALUE, &r->count, 1);

@@ -21,6 +21,9 @@ struct ht_heap_row {
 	uint32_t depth;
 	uint64_t size; /* the `bytes` label */
 	double alloc_objects, alloc_bytes, inuse_objects, inuse_bytes;
+	/* 1 + the index into ht_profile_input.gone of the unloaded module this
+	 * stack's frames in its range belong to (retired at dlclose); 0: none. */
+	uint32_t pinned;
 };
 
 /* One thread profile sample: a distinct creation stack. */

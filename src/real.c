@@ -99,5 +99,6 @@ int ht_real_init(void)
 	RESOLVE(dlclose, "dlclose");
 	RESOLVE(sigaction, "sigaction");
 	RESOLVE(signal, "signal");
+	RESOLVE(pipe2, "pipe2");
 	return 0;
 }

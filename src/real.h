@@ -32,6 +32,7 @@ struct ht_real {
 	int (*dlclose)(void *);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 	__sighandler_t (*signal)(int, __sighandler_t);
+	int (*pipe2)(int *, int);
 };
 
 extern struct ht_real ht_real;

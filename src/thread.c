@@ -4,6 +4,7 @@
  */
 #include "thread.h"
 
+#include "agg.h"
 #include "core.h"
 #include "log.h"
 #include "mem.h"
@@ -136,6 +137,14 @@ int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(
 		return real(thread, attr, fn, arg);
 	ht_busy_enter(t);
 	main_push_once();
+	/* Reap ended threads now and then here, so heaptap's memory does not
+	 * grow with thread churn even when no heaptap thread runs. */
+	static _Atomic unsigned creations;
+	if ((atomic_fetch_add_explicit(&creations, 1, memory_order_relaxed) & 63) == 63 &&
+	    ht_agg_trylock() == 0) {
+		ht_agg_drain_all();
+		ht_agg_unlock();
+	}
 	unsigned depth = ht_opt.depth;
 	struct ht_thread *th = record_new(depth);
 	if (!th) {

@@ -57,13 +57,12 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 		/* If the aggregator is free, drain this ring ourselves rather than
 		 * sleep: at exact rates that keeps every thread moving. Never
 		 * waits for the lock. */
-		if (pthread_mutex_trylock(&ht_agg_lock) == 0) {
+		if (ht_agg_trylock() == 0) {
 			ht_agg_drain_one(th);
-			pthread_mutex_unlock(&ht_agg_lock);
+			ht_agg_unlock();
 		} else {
-			if (!ht_flusher_running() && ht_flusher_start() != 0)
-				break;
-			ht_flusher_kick();
+			if (ht_flusher_running())
+				ht_flusher_kick();
 			struct timespec ts = {0, 50000};
 			nanosleep(&ts, NULL);
 		}
@@ -72,17 +71,23 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 	return rec;
 }
 
-/* Publish a record; wake the flusher when the ring passes half full, so a
- * burst is drained before it overflows. */
+/* Publish a record. Past half full, the thread drains its own ring into the
+ * tables if the aggregation lock is free (it is never waited for here);
+ * otherwise the flusher, if there is one, is woken. */
 static void commit(struct ht_thread *th, void *rec)
 {
 	struct ht_ring *r = &th->ring;
-	uint64_t before = atomic_load_explicit(&r->tail, memory_order_relaxed) -
-	                  atomic_load_explicit(&r->head, memory_order_relaxed);
 	ht_ring_commit(r, rec);
-	uint64_t after = before + ((const struct ht_ev_hdr *)rec)->len;
-	if (before < r->size / 2 && after >= r->size / 2 && ht_flusher_running())
+	uint64_t fill = atomic_load_explicit(&r->tail, memory_order_relaxed) -
+	                atomic_load_explicit(&r->head, memory_order_relaxed);
+	if (fill < r->size / 2)
+		return;
+	if (ht_agg_trylock() == 0) {
+		ht_agg_drain_one(th);
+		ht_agg_unlock();
+	} else if (ht_flusher_running()) {
 		ht_flusher_kick();
+	}
 }
 
 static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uintptr_t ra)
@@ -115,8 +120,7 @@ static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uint
 	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
 	commit(th, e);
 	(void)t;
-	if (!atomic_load_explicit(&ht_flusher_want, memory_order_relaxed))
-		atomic_store_explicit(&ht_flusher_want, true, memory_order_relaxed);
+	ht_flusher_note_sample();
 }
 
 void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)

@@ -40,7 +40,7 @@ def run(ctx, total, check, leak, rate, tag):
         return
     a, b = cp[0], fin[0]
     if not leak:
-        for key, slack in (("own_bytes", 256 << 10), ("maps", 8), ("rss_kb", 2048)):
+        for key, slack in (("own_bytes", 256 << 10), ("maps", 8), ("rss_kb", 6144)):
             ctx.check(b[key] <= a[key] * 1.10 + slack,
                       "%s: %s after %d ended threads (%d) not above after %d (%d)" % (
                           tag, key, b["ended"], b[key], a["ended"], a[key]))

@@ -72,13 +72,20 @@ def body(ctx):
         check_outdir(ctx, d, "fork deadlock #%d: " % (rep + 1), allow_tmp=True)
 
     # 3. fork from a signal handler (single-threaded program). glibc's fork
-    # is async-signal-safe only while the process has one thread: if
-    # heaptap's thread is running, a fork from a handler that interrupted
-    # malloc waits forever for the arena lock the interrupted malloc holds.
+    # is async-signal-safe only while the process has one thread: if any
+    # thread were running, a fork from a handler that interrupted malloc
+    # would wait forever for the arena lock the interrupted malloc holds.
+    # heaptap starts a thread only when a trigger needs one (the dump signal
+    # or an interval) and a sample was taken or a dump asked for: with
+    # sampling off, or in the no-thread mode (HEAPTAP_SIGNAL=none), such a
+    # program stays single-threaded while heaptap samples it.
     nsig = rlib.scale(1500, 10000)
     for label, preload, env in (("without heaptap (baseline)", False, {}),
                                 ("under heaptap, sampling off", True, {"HEAPTAP_RATE": "0"}),
-                                ("under heaptap, default rate", True, {})):
+                                ("under heaptap, no-thread mode, default rate", True,
+                                 {"HEAPTAP_SIGNAL": "none"}),
+                                ("under heaptap, no-thread mode, rate 1", True,
+                                 {"HEAPTAP_SIGNAL": "none", "HEAPTAP_RATE": "1"})):
         d = ctx.tmpdir("fork-sig")
         p = Proc(ctx, [prog, "sigfork", nsig], outdir=d, preload=preload, stdin=False, env=env)
         what = "sigfork %s: completes and stays single-threaded" % label
