@@ -5,11 +5,11 @@
  * allocates is heaptap's own), give the sample an id (thread serial << 40 |
  * the thread's sample count: unique without a shared counter), enter the
  * pointer in the sampled set, then write an ALLOC event to the thread's ring.
- * If the ring is full the sample is dropped and taken out of the set again,
- * so a later free never reports an allocation the aggregator never saw, and
- * the dropped weight is not carried into any other sample. At exact rates
- * (below HT_EXACT_RATE_LIMIT) a full ring waits for the flusher instead, for
- * at most a second.
+ * A thread drains its own ring into the aggregation tables when it is half
+ * full and the aggregation lock is free (never waiting for it). If the ring
+ * stays full the sample is dropped and taken out of the set again, so a later
+ * free never reports an allocation the aggregator never saw, and the dropped
+ * weight is not carried into any other sample.
  */
 #include "track.h"
 
@@ -44,9 +44,11 @@ int ht_track_enter(struct ht_tls *t)
 	return HT_MODE_FORWARD;
 }
 
-/* Room in the ring. A full ring first waits a little for the flusher: up to
- * 1 ms for an allocation, 10 ms for a free (a lost free would leave a phantom
- * live block), a second at exact rates, where nothing may be lost. */
+/* Room in the ring. A full ring is drained by the thread itself whenever the
+ * aggregation lock is free; while someone else holds it the thread waits in
+ * 50 us steps: up to 1 ms for an allocation, 10 ms for a free (a lost free
+ * would leave a phantom live block), a second at exact rates, where nothing
+ * may be lost. Then the event is dropped and counted. */
 static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_free)
 {
 	void *rec = ht_ring_reserve(&th->ring, len);
