@@ -1,12 +1,13 @@
 /*
  * flusher.h - heaptap's background thread, its triggers, and dumps.
  *
- * The flusher drains the per-thread rings into the aggregation tables, reaps
- * records of finished threads, and writes a profile pair when the signal
- * arrives or the interval elapses. It starts lazily (first sample, first dump
- * request, or a configured interval), never before the program's constructors
- * have run, with every signal blocked, and it is always "busy": whatever it
- * or the libraries it calls allocate comes from heaptap's own memory.
+ * The flusher writes a profile pair when the signal arrives or the interval
+ * elapses, and between dumps drains whatever the threads have not drained
+ * themselves and reaps records of finished threads. It exists only when a
+ * dump trigger needs it, starts lazily (after the first sample or dump
+ * request), never before the program's constructors have run, with every
+ * signal blocked, and it is always "busy": whatever it or the libraries it
+ * calls allocate comes from heaptap's own memory.
  */
 #ifndef HT_FLUSHER_H
 #define HT_FLUSHER_H
