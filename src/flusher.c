@@ -39,7 +39,8 @@
 #include <unistd.h>
 
 _Atomic int ht_flusher_state;
-static int installed_sig; /* the dump signal, while heaptap's handler is in place */
+static _Atomic bool flusher_known; /* its tid is noted as heaptap's own */
+static int installed_sig;          /* the dump signal, while heaptap's handler is in place */
 _Atomic bool ht_flusher_want;
 static _Atomic uint32_t wake_word;
 static _Atomic bool dump_requested;
@@ -444,6 +445,7 @@ static void *flusher_main(void *arg)
 	ht_busy_enter(t); /* for life */
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	ht_thread_note_own(tid);
+	atomic_store_explicit(&flusher_known, true, memory_order_release);
 	pthread_setname_np(pthread_self(), "heaptap-flush");
 	/* Background work: SCHED_BATCH never preempts a running application
 	 * thread when the flusher wakes up, and a slightly raised nice value
@@ -508,9 +510,16 @@ int ht_flusher_start(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 << 10);
 	pthread_t tid;
+	atomic_store(&flusher_known, false);
 	int r = ht_real.pthread_create(&tid, &attr, flusher_main, NULL);
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Wait (briefly, once) until the new thread has noted its tid, so no
+	 * thread profile ever counts heaptap's own thread as the program's. */
+	for (int i = 0; r == 0 && i < 2000 && !atomic_load(&flusher_known); i++) {
+		struct timespec ts = {0, 50000};
+		nanosleep(&ts, NULL);
+	}
 	if (r != 0) {
 		atomic_store(&ht_flusher_state, 0);
 		atomic_store(&ht_flusher_want, false);
