@@ -12,7 +12,7 @@
 #include <pthread.h>
 
 #define PER_ROUND 4
-#define ALLOCS 2000
+#define ALLOCS    2000
 
 static void *run(void *arg)
 {
@@ -39,7 +39,8 @@ int main(int argc, char **argv)
 	do {
 		pthread_t th[PER_ROUND];
 		for (int i = 0; i < PER_ROUND; i++)
-			pthread_create(&th[i], NULL, run, (void *)(uintptr_t)(threads + (uint64_t)i));
+			pthread_create(&th[i], NULL, run,
+			               (void *)(uintptr_t)(threads + (uint64_t)i));
 		for (int i = 0; i < PER_ROUND; i++)
 			pthread_join(th[i], NULL);
 		threads += PER_ROUND;

@@ -138,7 +138,7 @@ int main(int argc, char **argv)
 	}
 	if (st.rate != 1)
 		fprintf(stderr, "bench_dump: HEAPTAP_RATE is %llu, not 1: stacks may be missed\n",
-			(unsigned long long)st.rate);
+		        (unsigned long long)st.rate);
 	unsigned have = 0, maxk = 0;
 	void **live = NULL;
 	const char *c = counts;
@@ -159,7 +159,8 @@ int main(int argc, char **argv)
 			int r = heaptap_dump();
 			t[i] = (double)(bench_now_ns() - t0) / 1e6;
 			if (r != 0)
-				fprintf(stderr, "bench_dump: heaptap_dump: %s\n", heaptap_strerror(r));
+				fprintf(stderr, "bench_dump: heaptap_dump: %s\n",
+				        heaptap_strerror(r));
 		}
 		qsort(t, 3, sizeof(double), cmp_double);
 		heaptap_stats(&st, sizeof(st));

@@ -6,11 +6,10 @@
  * spent, and report
  *     ns_per_pair = wall time x min(threads, cpus) / total pairs
  * i.e. the core-time one pair costs (idle cores, e.g. threads asleep on a
- * profiler's lock, count as cost); the median of 5 windows of ms/5 each. Usage: bench_malloc [ms] [sizes] [threads]
- * with comma-separated lists; default 60 ms per cell, sizes 16..65536,
- * threads 1,2,8.
- * bench_malloc --pairs N SIZE: exactly N pairs on one thread, no output (for
- * instruction counts under callgrind).
+ * profiler's lock, count as cost); the median of 5 windows of ms/5 each. Usage: bench_malloc [ms]
+ * [sizes] [threads] with comma-separated lists; default 60 ms per cell, sizes 16..65536, threads
+ * 1,2,8. bench_malloc --pairs N SIZE: exactly N pairs on one thread, no output (for instruction
+ * counts under callgrind).
  */
 #include "common.h"
 
@@ -130,7 +129,8 @@ int main(int argc, char **argv)
 			for (int k = 0; k < WINDOWS; k++)
 				v[k] = cell((unsigned)threads[ti], sizes[si], ms / WINDOWS, ncpu);
 			qsort(v, WINDOWS, sizeof(double), cmp_double);
-			printf("RESULT bench=malloc size=%lu threads=%lu metric=ns_per_pair value=%.3f\n",
+			printf("RESULT bench=malloc size=%lu threads=%lu metric=ns_per_pair "
+			       "value=%.3f\n",
 			       sizes[si], threads[ti], v[WINDOWS / 2]);
 			fflush(stdout);
 		}

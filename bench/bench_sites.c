@@ -37,7 +37,7 @@ static void *run(void *arg)
 			unsigned slot = (unsigned)(r % WINDOW);
 			free(live[slot]);
 			char *p = site_alloc((unsigned)((r >> 16) % nsites), levels,
-					     16 + (size_t)((r >> 40) % 497));
+			                     16 + (size_t)((r >> 40) % 497));
 			p[0] = 1;
 			live[slot] = p;
 		}

@@ -29,8 +29,9 @@ static const site_fn site_table[64];
 		return p;                                                                          \
 	}
 #define SITE_FN8(a)                                                                                \
-	SITE_FN(a##0) SITE_FN(a##1) SITE_FN(a##2) SITE_FN(a##3) SITE_FN(a##4) SITE_FN(a##5)        \
-	SITE_FN(a##6) SITE_FN(a##7)
+	SITE_FN(a##0)                                                                              \
+	SITE_FN(a##1) SITE_FN(a##2) SITE_FN(a##3) SITE_FN(a##4) SITE_FN(a##5) SITE_FN(a##6)        \
+	        SITE_FN(a##7)
 SITE_FN8(0)
 SITE_FN8(1)
 SITE_FN8(2)
@@ -39,10 +40,11 @@ SITE_FN8(4)
 SITE_FN8(5)
 SITE_FN8(6)
 SITE_FN8(7)
-#define SITE_REF8(a) site_##a##0, site_##a##1, site_##a##2, site_##a##3, site_##a##4, site_##a##5, \
-		     site_##a##6, site_##a##7
+#define SITE_REF8(a)                                                                               \
+	site_##a##0, site_##a##1, site_##a##2, site_##a##3, site_##a##4, site_##a##5, site_##a##6, \
+	        site_##a##7
 static const site_fn site_table[64] = {SITE_REF8(0), SITE_REF8(1), SITE_REF8(2), SITE_REF8(3),
-				       SITE_REF8(4), SITE_REF8(5), SITE_REF8(6), SITE_REF8(7)};
+                                       SITE_REF8(4), SITE_REF8(5), SITE_REF8(6), SITE_REF8(7)};
 
 /* Allocate n bytes from the stack numbered path (levels + 1 frames deep). */
 static inline void *site_alloc(unsigned path, unsigned levels, size_t n)

@@ -133,8 +133,7 @@ static void checkpoint(const char *name, long ended, int live)
 	say("%s ended=%ld dump=%d own_bytes=%llu maps=%ld rss_kb=%ld live_threads=%llu tasks=%d "
 	    "samples=%llu dropped=%llu",
 	    name, ended, d, (unsigned long long)s.own_bytes, maps, rss,
-	    (unsigned long long)s.live_threads,
-	    rel_task_count(), (unsigned long long)s.samples,
+	    (unsigned long long)s.live_threads, rel_task_count(), (unsigned long long)s.samples,
 	    (unsigned long long)s.dropped_samples);
 	(void)live;
 }

@@ -101,7 +101,8 @@ static int mode_spawn(int n)
 	t0 = rel_now();
 	for (int i = 0; i < n; i++) {
 		pid_t pid;
-		if (posix_spawn(&pid, "/bin/true", NULL, NULL, targv, environ) != 0 || !reap(pid, 0))
+		if (posix_spawn(&pid, "/bin/true", NULL, NULL, targv, environ) != 0 ||
+		    !reap(pid, 0))
 			bad++;
 	}
 	say("posix_spawn=%d bad=%d secs=%.1f", n, bad, rel_now() - t0);

@@ -60,7 +60,8 @@ static void *exit_thread(void *arg)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: rel_exit return|exit|_exit|abort|thread|sigdump D|wait [N]\n");
+		fprintf(stderr,
+		        "usage: rel_exit return|exit|_exit|abort|thread|sigdump D|wait [N]\n");
 		return 2;
 	}
 	const char *how = argv[1];

@@ -34,8 +34,8 @@ static void *storm(void *arg)
 			atomic_fetch_add(&failures, 1);
 			continue;
 		}
-		void *(*fn)(size_t) =
-		    (void *(*)(size_t))dlsym(h, b ? "rel_plugin_alloc_b" : "rel_plugin_alloc_a");
+		void *(*fn)(size_t) = (void *(*)(size_t))dlsym(h, b ? "rel_plugin_alloc_b"
+		                                                    : "rel_plugin_alloc_a");
 		if (fn && fn(b ? 1002 : 1001))
 			atomic_fetch_add(b ? &count_b : &count_a, 1);
 		else

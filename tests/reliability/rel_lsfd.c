@@ -39,7 +39,7 @@ int main(void)
 		inherit += !cloexec;
 		size_t len = strlen(out);
 		snprintf(out + len, sizeof(out) - len, " %d:%s:%s", fd, target,
-			 cloexec ? "cloexec" : "inherit");
+		         cloexec ? "cloexec" : "inherit");
 		n++;
 	}
 	closedir(d);

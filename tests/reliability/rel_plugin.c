@@ -8,8 +8,8 @@
 #include <string.h>
 
 #define CAT2(a, b) a##b
-#define CAT(a, b) CAT2(a, b)
-#define ALLOC_FN CAT(rel_plugin_alloc_, PLUGIN)
+#define CAT(a, b)  CAT2(a, b)
+#define ALLOC_FN   CAT(rel_plugin_alloc_, PLUGIN)
 
 static __thread int calls;
 static void *ctor_block;

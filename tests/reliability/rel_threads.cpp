@@ -166,7 +166,10 @@ extern "C" NOINLINE void *keydtor_leak(size_t n)
 
 struct Obj {
 	void *held = nullptr;
-	Obj() { held = malloc(10); }
+	Obj()
+	{
+		held = malloc(10);
+	}
 	~Obj()
 	{
 		free(held);
