@@ -144,24 +144,32 @@ def clean_env(extra=None):
 
 
 class Run:
-    """A program started under heaptap, with its output collected as it comes."""
+    """A program started under heaptap (or without it), with its output collected as it
+    comes. tests/reliability/rlib.py extends it (stdin, hang reports with backtraces)."""
 
-    def __init__(self, ctx, argv, env=None, preload=True, outdir=None, cwd=None):
+    def __init__(self, ctx, argv, env=None, preload=True, outdir=None, cwd=None,
+                 preexec=None, stdin=False, raw_env=None):
         self.ctx = ctx
         self.argv = [str(a) for a in argv]
         self.outdir = outdir
-        extra = {"HEAPTAP_DIR": outdir}
-        if preload:
-            extra["LD_PRELOAD"] = ctx.lib
-        extra.update(env or {})
-        self.env = clean_env(extra)
+        if raw_env is not None:
+            self.env = raw_env
+        else:
+            extra = {"HEAPTAP_DIR": outdir}
+            if preload:
+                extra["LD_PRELOAD"] = ctx.lib
+            extra.update(env or {})
+            self.env = clean_env(extra)
         self.stdout_lines = []
         self.stderr_lines = []
         self._cv = threading.Condition()
         self.returncode = None
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=cwd or outdir,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.elapsed = None
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=cwd or outdir or None,
+                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=preexec)
         self.pid = self.proc.pid
         self._readers = [
             threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines),
@@ -179,6 +187,12 @@ class Run:
                 self._cv.notify_all()
         stream.close()
 
+    def timed_out(self, why):
+        """Called when the program did not do what was waited for in time: kill it and
+        fail. Subclasses add diagnostics."""
+        self.kill()
+        raise Failure("%s: %s\n%s" % (os.path.basename(self.argv[0]), why, self.transcript()))
+
     def wait_line(self, pattern, timeout=60):
         """Wait for a stdout line matching pattern; return the match."""
         rx = re.compile(pattern)
@@ -194,9 +208,9 @@ class Run:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cv.wait(min(left, 0.2))
-        raise Failure("no output line matching %r from %s within %ss (exit %s)\n%s" % (
-            pattern, os.path.basename(self.argv[0]), timeout, self.proc.poll(), self.transcript()))
+                self._cv.wait(min(left, 0.1))
+        self.timed_out("no output line matching %r within %ss (exit %s)" % (
+            pattern, timeout, self.proc.poll()))
 
     def send(self, sig):
         os.kill(self.pid, sig)
@@ -205,10 +219,8 @@ class Run:
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise Failure("%s did not exit within %ss\n%s" % (
-                os.path.basename(self.argv[0]), timeout, self.transcript()))
+            self.timed_out("did not exit within %ss (hang?)" % timeout)
+        self.elapsed = time.monotonic() - self.t0
         for t in self._readers:
             t.join(10)
         return self.returncode
@@ -235,9 +247,16 @@ class Run:
         with self._cv:
             return [l for l in self.stderr_lines if l.startswith("heaptap: ")]
 
-    def transcript(self):
-        return "--- %s (pid %d, exit %s)\n--- stdout:\n%s\n--- stderr:\n%s\n---" % (
-            " ".join(self.argv), self.pid, self.proc.poll(), self.stdout, self.stderr)
+    def transcript(self, limit=None):
+        def tail(lines):
+            lines = list(lines)
+            if limit and len(lines) > limit:
+                lines = ["... (%d lines)" % (len(lines) - limit)] + lines[-limit:]
+            return "\n".join(lines)
+        with self._cv:
+            return "--- %s (pid %d, exit %s)\n--- stdout:\n%s\n--- stderr:\n%s\n---" % (
+                " ".join(self.argv)[:300], self.pid, self.proc.poll(), tail(self.stdout_lines),
+                tail(self.stderr_lines))
 
     def expects(self):
         """The program's 'expect <fn> <inuse_b> <inuse_o> <alloc_b> <alloc_o>' lines."""

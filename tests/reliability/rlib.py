@@ -113,47 +113,23 @@ def task_status(pid, tid):
     return out
 
 
-class Proc:
-    """A program under heaptap (preload=True) or without it."""
+class Proc(htlib.Run):
+    """htlib.Run with a stdin to talk to, key=value parsing, and hang reports: a program
+    that does not exit or answer in time gets a gdb backtrace of every thread (of it and
+    its children) before it is killed."""
 
     def __init__(self, ctx, argv, env=None, preload=True, outdir=None, cwd=None,
                  preexec=None, stdin=True, raw_env=None):
-        self.ctx = ctx
-        self.argv = [str(a) for a in argv]
-        self.outdir = outdir
-        if raw_env is not None:
-            self.env = raw_env
-        else:
-            extra = {}
-            if outdir is not None:
-                extra["HEAPTAP_DIR"] = outdir
-            if preload:
-                extra["LD_PRELOAD"] = ctx.lib
-            extra.update(env or {})
-            self.env = clean_env(extra)
-        self.out = []
-        self.err = []
-        self._cv = threading.Condition()
-        self.returncode = None
-        self.elapsed = None
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=cwd or outdir or None,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec)
-        self.pid = self.proc.pid
-        self._readers = [threading.Thread(target=self._pump, args=(s, sink), daemon=True)
-                         for s, sink in ((self.proc.stdout, self.out),
-                                         (self.proc.stderr, self.err))]
-        for t in self._readers:
-            t.start()
+        super().__init__(ctx, argv, env=env, preload=preload, outdir=outdir, cwd=cwd,
+                         preexec=preexec, stdin=stdin, raw_env=raw_env)
 
-    def _pump(self, stream, sink):
-        for raw in iter(stream.readline, b""):
-            with self._cv:
-                sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cv.notify_all()
-        stream.close()
+    @property
+    def out(self):
+        return self.stdout_lines
+
+    @property
+    def err(self):
+        return self.stderr_lines
 
     def say(self, line):
         """Write one line to the program's stdin."""
@@ -169,49 +145,19 @@ class Proc:
         except (OSError, AttributeError):
             pass
 
-    def wait_line(self, pattern, timeout=30):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for line in self.out:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                if self.proc.poll() is not None and not any(t.is_alive() for t in self._readers):
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(min(left, 0.1))
-        self.hang_report("no line matching %r within %ss" % (pattern, timeout))
+    def timed_out(self, why):
+        self.hang_report(why)
 
     def hang_report(self, why):
         """Print gdb backtraces (if still running), kill, raise Failure."""
         bt = ""
         if self.proc.poll() is None:
             bt = gdb_backtraces(self.pid)
-            for p in reversed(descendants(self.pid)):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
-            self.proc.wait()
+        self.kill()
         for t in self._readers:
             t.join(5)
         raise Failure("%s: %s\n%s\n%s" % (os.path.basename(self.argv[0]), why,
                                           self.transcript(), bt))
-
-    def wait(self, timeout=60):
-        """Wait for exit; on timeout print backtraces and fail."""
-        try:
-            self.returncode = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.hang_report("did not exit within %ss (hang?)" % timeout)
-        self.elapsed = time.monotonic() - self.t0
-        for t in self._readers:
-            t.join(10)
-        return self.returncode
 
     def kill(self):
         for p in reversed(descendants(self.pid)):
@@ -220,23 +166,6 @@ class Proc:
             except OSError:
                 pass
         self.proc.wait()
-
-    def send(self, sig):
-        os.kill(self.pid, sig)
-
-    @property
-    def stdout(self):
-        with self._cv:
-            return "\n".join(self.out)
-
-    @property
-    def stderr(self):
-        with self._cv:
-            return "\n".join(self.err)
-
-    def heaptap_lines(self):
-        with self._cv:
-            return [l for l in self.err if l.startswith("heaptap: ")]
 
     def values(self):
         """key=value pairs from stdout (last one wins)."""
@@ -247,15 +176,7 @@ class Proc:
         return out
 
     def transcript(self, limit=60):
-        def tail(lines):
-            lines = list(lines)
-            if len(lines) > limit:
-                lines = ["... (%d lines)" % (len(lines) - limit)] + lines[-limit:]
-            return "\n".join(lines)
-        with self._cv:
-            return "--- %s (pid %d, exit %s)\n--- stdout:\n%s\n--- stderr:\n%s\n---" % (
-                " ".join(self.argv)[:300], self.pid, self.proc.poll(), tail(self.out),
-                tail(self.err))
+        return super().transcript(limit)
 
 
 def run(ctx, argv, timeout=60, **kw):
