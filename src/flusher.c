@@ -46,6 +46,7 @@ static _Atomic uint32_t wake_word;
 static _Atomic bool dump_requested;
 static _Atomic bool stopping;
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned api_waiting; /* threads waiting for dump_lock in the API */
 
 #define DRAIN_PERIOD_MS 50
 
@@ -387,7 +388,9 @@ out:
 	if (atomic_load(&ht_core.state) != HT_READY && ht_init() != HT_READY)                      \
 		return -ENOTSUP;                                                                   \
 	ht_busy_enter(t);                                                                          \
-	pthread_mutex_lock(&dump_lock)
+	atomic_fetch_add(&api_waiting, 1);                                                         \
+	pthread_mutex_lock(&dump_lock);                                                            \
+	atomic_fetch_sub(&api_waiting, 1)
 #define DUMP_END                                                                                   \
 	pthread_mutex_unlock(&dump_lock);                                                          \
 	ht_busy_exit(t);                                                                           \
@@ -471,16 +474,27 @@ static void *flusher_main(void *arg)
 			break;
 		drain_locked();
 		bool want = atomic_exchange(&dump_requested, false);
-		if (interval && now_ms() >= next_dump) {
+		if (interval && now_ms() >= next_dump)
 			want = true;
-			/* Missed periods are not made up. */
-			while (next_dump <= now_ms())
-				next_dump += interval;
+		/* A program thread waiting in heaptap_dump() and friends goes
+		 * first (its dump serves this request too): the flusher's
+		 * periodic dumps must not starve it. */
+		if (want && atomic_load(&api_waiting)) {
+			want = false;
+			if (interval)
+				next_dump = now_ms() + interval;
 		}
 		if (want && !atomic_load(&stopping)) {
+			uint64_t began = now_ms();
 			pthread_mutex_lock(&dump_lock);
 			dump_files_locked();
 			pthread_mutex_unlock(&dump_lock);
+			/* Missed periods are not made up, and the next periodic dump
+			 * waits at least as long as this one took: a short interval
+			 * never keeps heaptap's thread busy more than half the time. */
+			uint64_t end = now_ms(), took = end - began;
+			if (interval)
+				next_dump = end + (interval > took ? interval : took);
 		}
 	}
 	atomic_store(&ht_flusher_state, 0);
@@ -575,6 +589,7 @@ void ht_flusher_atfork_child(void)
 	pthread_mutex_init(&dump_lock, NULL);
 	atomic_store(&ht_flusher_state, 0);
 	atomic_store(&dump_requested, false);
+	atomic_store(&api_waiting, 0);
 	atomic_store(&wake_word, 0);
 	/* Start a flusher in the child when it next samples. */
 	atomic_store(&ht_flusher_want,

@@ -84,7 +84,9 @@ static int mode_child(const char *dir)
 		/* The child: only this thread exists here. */
 		for (int i = 0; i < N; i += 2)
 			free(blocks[i]);
-		for (int i = 0; i < 500; i++)
+		/* 10 MB: at the default rate (one sample per 512 KiB on average)
+		 * the chance of no sample at all is e^-20. */
+		for (int i = 0; i < 5000; i++)
 			child_alloc(2000);
 		pthread_t ct;
 		if (pthread_create(&ct, NULL, child_thread, NULL) == 0)
