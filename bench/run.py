@@ -111,6 +111,20 @@ class Env:
 
 
 # ----------------------------------------------------------------- running
+def wait_child(pid, deadline, poll=0.002):
+    """Reap pid (a process-group leader) with its rusage; SIGKILL the group at the
+    deadline. Returns (status, rusage, timed_out)."""
+    while True:
+        wpid, status, ru = os.wait4(pid, os.WNOHANG)
+        if wpid == pid:
+            return status, ru, False
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+            _, status, ru = os.wait4(pid, 0)
+            return status, ru, True
+        time.sleep(poll)
+
+
 def run_measured(argv, env_add, timeout, cwd=None, stdin_path=None):
     """Like run_proc but with exact per-child peak RSS via os.wait4."""
     env = dict(os.environ)
@@ -132,18 +146,9 @@ def run_measured(argv, env_add, timeout, cwd=None, stdin_path=None):
         except Exception as e:  # noqa
             os.write(2, str(e).encode())
         os._exit(127)
-    deadline = t0 + timeout
-    status, ru = 0, None
-    while True:
-        wpid, status, ru = os.wait4(pid, os.WNOHANG)
-        if wpid == pid:
-            break
-        if time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-            _, status, ru = os.wait4(pid, 0)
-            status = -999
-            break
-        time.sleep(0.002)
+    status, ru, timed_out = wait_child(pid, t0 + timeout)
+    if timed_out:
+        status = -999
     wall = time.monotonic() - t0
     if fin is not subprocess.DEVNULL:
         fin.close()
@@ -330,16 +335,7 @@ class RedisBench(Bench):
                         pass
             subprocess.run(["redis-cli", "-s", sock, "shutdown", "nosave"], capture_output=True)
         finally:
-            deadline = time.monotonic() + 120
-            while True:
-                wpid, status, ru = os.wait4(pid, os.WNOHANG)
-                if wpid == pid:
-                    break
-                if time.monotonic() > deadline:
-                    os.killpg(pid, signal.SIGKILL)
-                    _, status, ru = os.wait4(pid, 0)
-                    break
-                time.sleep(0.01)
+            _, ru, _ = wait_child(pid, time.monotonic() + 120, poll=0.01)
         if not res:
             outf.seek(0)
             return None, ru.ru_maxrss, "no results: " + outf.read().decode(errors="replace")[-300:]

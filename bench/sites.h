@@ -30,8 +30,8 @@ static const site_fn site_table[64];
 	}
 #define SITE_FN8(a)                                                                                \
 	SITE_FN(a##0)                                                                              \
-	SITE_FN(a##1) SITE_FN(a##2) SITE_FN(a##3) SITE_FN(a##4) SITE_FN(a##5) SITE_FN(a##6)        \
-	        SITE_FN(a##7)
+	SITE_FN(a##1)                                                                              \
+	SITE_FN(a##2) SITE_FN(a##3) SITE_FN(a##4) SITE_FN(a##5) SITE_FN(a##6) SITE_FN(a##7)
 SITE_FN8(0)
 SITE_FN8(1)
 SITE_FN8(2)
