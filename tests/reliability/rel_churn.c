@@ -69,33 +69,11 @@ static void *t_cancel(void *arg)
 	return NULL;
 }
 
-static int own_threads(void)
-{
-	int own = 0;
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[320], name[64] = "";
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		FILE *f = fopen(path, "r");
-		if (f) {
-			if (fgets(name, sizeof(name), f))
-				own += strncmp(name, "heaptap", 7) == 0;
-			fclose(f);
-		}
-	}
-	if (d)
-		closedir(d);
-	return own;
-}
-
 static void settle(long want_detached, int live)
 {
 	while (atomic_load(&detached_done) < want_detached)
 		rel_msleep(1);
-	for (int i = 0; i < 5000 && rel_task_count() > 1 + live + own_threads(); i++)
+	for (int i = 0; i < 5000 && rel_task_count() > 1 + live + rel_own_threads(); i++)
 		rel_msleep(1);
 	/* Two dumps: the first drains and reaps what has ended. */
 	rel_dump();

@@ -90,29 +90,6 @@ static void wait_tasks(int want)
 		rel_msleep(1);
 }
 
-static int own_threads(void)
-{
-	/* Tasks heaptap started (its flusher), counted from /proc. */
-	int own = 0;
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char path[320], name[64] = "";
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		FILE *f = fopen(path, "r");
-		if (f) {
-			if (fgets(name, sizeof(name), f))
-				own += strncmp(name, "heaptap", 7) == 0;
-			fclose(f);
-		}
-	}
-	if (d)
-		closedir(d);
-	return own;
-}
-
 static int mode_orders(int rounds)
 {
 	long leaked = 0;
@@ -141,7 +118,7 @@ static int mode_orders(int rounds)
 	}
 	while (detached_done.load() < rounds)
 		rel_msleep(1);
-	wait_tasks(1 + own_threads());
+	wait_tasks(1 + rel_own_threads());
 	say("expect orders_leak %ld %ld %ld %ld", leaked * 48, leaked, leaked * 48, leaked);
 	say("live_threads=1 tasks=%d", rel_task_count());
 	say("dump=%d", rel_dump());
@@ -216,7 +193,7 @@ static int mode_dtors(int n)
 		for (int j = 0; j < k; j++)
 			pthread_join(th[j], nullptr);
 	}
-	wait_tasks(1 + own_threads());
+	wait_tasks(1 + rel_own_threads());
 	say("expect dtor_leak %d %d %d %d", n * 333, n, n * 333, n);
 	say("expect keydtor_leak %d %d %d %d", n * 4 * 444, n * 4, n * 4 * 444, n * 4);
 	say("live_threads=1 tasks=%d", rel_task_count());

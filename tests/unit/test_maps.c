@@ -21,6 +21,7 @@
 
 #include "maps.h"
 #include "mem.h"
+#include "unit_util.h"
 
 #ifndef HT_TEST_TMPDIR
 #define HT_TEST_TMPDIR "/tmp"
@@ -127,23 +128,6 @@ static void test_long_path(void **state)
 	assert_false(m.v[0].path_ok); /* cut short: never opened */
 	assert_int_equal(strlen(m.v[0].m.path), sizeof(m.v[0].m.path) - 1);
 	ht_maps_free(&m);
-}
-
-static void readelf_build_id(const char *path, char *out, size_t n)
-{
-	char cmd[PATH_MAX + 64], line[512];
-	snprintf(cmd, sizeof(cmd), "readelf -n '%s' 2>/dev/null", path);
-	FILE *f = popen(cmd, "r");
-	assert_non_null(f);
-	out[0] = 0;
-	while (fgets(line, sizeof(line), f)) {
-		char *b = strstr(line, "Build ID: ");
-		if (b) {
-			snprintf(out, n, "%s", b + 10);
-			out[strcspn(out, "\n")] = 0;
-		}
-	}
-	pclose(f);
 }
 
 static const char *hex(const struct ht_module *m, char *buf)

@@ -23,6 +23,7 @@
 
 #include "maps.h"
 #include "mem.h"
+#include "unit_util.h"
 #include "profile.h"
 
 #ifndef HT_TEST_PROTOC
@@ -434,24 +435,6 @@ static bool ends_with(const char *s, const char *suffix)
 {
 	size_t a = strlen(s), b = strlen(suffix);
 	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Build ID of a file as readelf prints it. */
-static void readelf_build_id(const char *path, char *out, size_t n)
-{
-	char cmd[PATH_MAX + 64], line[512];
-	snprintf(cmd, sizeof(cmd), "readelf -n '%s' 2>/dev/null", path);
-	FILE *f = popen(cmd, "r");
-	assert_non_null(f);
-	out[0] = 0;
-	while (fgets(line, sizeof(line), f)) {
-		char *b = strstr(line, "Build ID: ");
-		if (b) {
-			snprintf(out, n, "%s", b + 10);
-			out[strcspn(out, "\n")] = 0;
-		}
-	}
-	pclose(f);
 }
 
 /* Run `go tool pprof -raw`; NULL (with a message) when go is absent. */
