@@ -591,7 +591,9 @@ void ht_flusher_atfork_child(void)
 	atomic_store(&dump_requested, false);
 	atomic_store(&api_waiting, 0);
 	atomic_store(&wake_word, 0);
-	/* Start a flusher in the child when it next samples. */
-	atomic_store(&ht_flusher_want,
-	             ht_opt.interval_ms != 0 || atomic_load(&ht_addrset.live) != 0);
+	/* The child gets its own thread on the same terms as the parent: an
+	 * interval, or samples (inherited ones count) with a dump signal. */
+	atomic_store(&ht_flusher_want, ht_opt.interval_ms != 0);
+	if (atomic_load(&ht_addrset.live) != 0)
+		ht_flusher_note_sample();
 }

@@ -11,7 +11,6 @@
 #include "core.h"
 
 #include "addrset.h"
-#include "agg.h"
 #include "flusher.h"
 #include "log.h"
 #include "mem.h"
@@ -47,7 +46,6 @@ static void atfork_child(void)
 {
 	ht_core.pid = getpid();
 	ht_mem_atfork_child();
-	ht_agg_atfork_child();
 	ht_thread_atfork_child();
 	ht_flusher_atfork_child();
 	/* A child that dumps writes under its own pid, from sequence 1. */
