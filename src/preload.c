@@ -360,20 +360,10 @@ EXPORT int dlclose(void *handle)
 
 /* --------------------------------------------------------------------- fds */
 
-/* libunwind opens a pipe the first time it unwinds (to check that memory is
- * readable) and keeps it for the life of the process. Opened in the middle
- * of a program's start-up it would take fds 3 and 4, which programs (and
- * Python's test_subprocess) expect to be free. A pipe made while the thread
- * is inside heaptap is therefore moved above the range programs use. */
-static void move_fd_high(int *fd)
-{
-	int high = fcntl(*fd, F_DUPFD_CLOEXEC, 900);
-	if (high >= 0) {
-		close(*fd);
-		*fd = high;
-	}
-}
-
+/* libunwind opens a pipe at its one-time set-up (to check that memory is
+ * readable) and keeps it for the life of the process: two fds the program
+ * never opened. heaptap reads memory for libunwind without it (unwind.c), so
+ * the pipe is refused when heaptap's own set-up asks for it. */
 EXPORT int pipe2(int fds[2], int flags)
 {
 	if (UNLIKELY(!ht_real.pipe2)) {
@@ -383,14 +373,11 @@ EXPORT int pipe2(int fds[2], int flags)
 			return -1;
 		}
 	}
-	int r = ht_real.pipe2(fds, flags);
-	if (r == 0 && UNLIKELY(ht_tls.busy)) {
-		int saved = errno;
-		move_fd_high(&fds[0]);
-		move_fd_high(&fds[1]);
-		errno = saved;
+	if (UNLIKELY(ht_tls.busy) && ht_unwind_refuses_pipe()) {
+		errno = EMFILE;
+		return -1;
 	}
-	return r;
+	return ht_real.pipe2(fds, flags);
 }
 
 /* ----------------------------------------------------------------- signals */

@@ -1,14 +1,33 @@
 /*
  * unwind.c - stack capture with libunwind. See unwind.h.
+ *
+ * It also owns how libunwind checks the memory it reads. libunwind 1.6.2 as
+ * Debian builds it (conservative checks on) validates each new page of stack
+ * it reads by write()ing one byte of it into a pipe it opens at start-up and
+ * keeps for the life of the process (src/x86_64/Ginit.c, write_validate).
+ * Two fds the program never opened break programs that count or pass their
+ * fds: Python's test_subprocess (test_pass_fds_redirected) finds them in a
+ * child. So heaptap refuses that pipe while libunwind initialises (the pipe2
+ * wrapper asks ht_unwind_refuses_pipe) and puts its own access_mem into
+ * libunwind's local address space: it probes a page with process_vm_readv
+ * on its own pid (no fd; EFAULT when the page is not readable, PROT_NONE
+ * guard pages included; rt_sigprocmask where a seccomp filter refuses it)
+ * and remembers good pages in a small lock-free table that dlclose empties.
  */
 #include "unwind.h"
 
+#include "log.h"
 #include "options.h"
+#include "tls.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -55,8 +74,103 @@ static int is_own(uintptr_t ip)
 	return 0;
 }
 
+/* ------------------------------------------------------- memory checks */
+
+#define GOOD_PAGES 512
+static _Atomic uintptr_t good_page[GOOD_PAGES];
+static atomic_bool refuse_pipe;
+/* How a page is checked: 0, process_vm_readv on heaptap's own pid; 1 (it is
+ * refused, by a seccomp filter say), rt_sigprocmask with an invalid `how`,
+ * which copies 8 bytes from the address before it looks at `how` (EFAULT
+ * when they are unreadable, else EINVAL, nothing changed; kernel/signal.c);
+ * 2, neither works: every check fails and stacks end where libunwind has to
+ * check memory. */
+static atomic_int probe_mode;
+
+static unsigned page_slot(uintptr_t page)
+{
+	return (unsigned)(((page >> 12) * 0x9e3779b97f4a7c15ull) >> 55) & (GOOD_PAGES - 1);
+}
+
+static int probe_refused(int e)
+{
+	return e == ENOSYS || e == EPERM || e == EACCES;
+}
+
+static int probe_page(uintptr_t addr)
+{
+	uintptr_t page = addr & ~(uintptr_t)4095;
+	unsigned i = page_slot(page);
+	if (atomic_load_explicit(&good_page[i], memory_order_relaxed) == page)
+		return 0;
+	int mode = atomic_load_explicit(&probe_mode, memory_order_relaxed);
+	if (mode == 0) {
+		char byte;
+		struct iovec local = {&byte, 1}, remote = {(void *)page, 1};
+		/* getpid() each time: a forked child probes itself. */
+		if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1)
+			goto good;
+		if (!probe_refused(errno))
+			return -1;
+		mode = 1;
+		if (atomic_exchange(&probe_mode, 1) == 0)
+			ht_log("process_vm_readv is refused here; memory is checked with "
+			       "rt_sigprocmask instead");
+	}
+	if (mode == 1) {
+		long r = syscall(SYS_rt_sigprocmask, -1, (void *)page, (void *)0, 8);
+		if (r == -1 && errno == EINVAL)
+			goto good;
+		if (r == 0 || errno == EFAULT || !probe_refused(errno))
+			return -1;
+		if (atomic_exchange(&probe_mode, 2) == 1)
+			ht_log("process_vm_readv and rt_sigprocmask are refused here; stacks end "
+			       "where libunwind has to check memory");
+	}
+	return -1;
+good:
+	atomic_store_explicit(&good_page[i], page, memory_order_relaxed);
+	return 0;
+}
+
+/* libunwind's local access_mem, minus the pipe. Every read is checked (the
+ * cursor's own "validate" flag is private to libunwind; its conservative
+ * build checks every read too), at the cost of one table look-up per page. */
+static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write,
+                      void *arg)
+{
+	(void)as;
+	(void)arg;
+	if (write) {
+		*(unw_word_t *)addr = *val;
+		return 0;
+	}
+	if (addr < 4096 || addr > UINTPTR_MAX - sizeof(unw_word_t))
+		return -UNW_EINVAL;
+	uintptr_t last = addr + sizeof(unw_word_t) - 1;
+	if (probe_page(addr) != 0)
+		return -UNW_EINVAL;
+	if ((last >> 12) != (addr >> 12) && probe_page(last) != 0)
+		return -UNW_EINVAL;
+	*val = *(const unw_word_t *)addr;
+	return 0;
+}
+
+int ht_unwind_refuses_pipe(void)
+{
+	return atomic_load_explicit(&refuse_pipe, memory_order_relaxed) && ht_tls.busy;
+}
+
 int ht_unwind_init(void)
 {
+	/* unw_get_accessors runs libunwind's one-time set-up (which opens the
+	 * pipe, refused here) if the program has not used libunwind already;
+	 * then the local address space reads through access_mem above. */
+	atomic_store(&refuse_pipe, true);
+	unw_accessors_t *acc = unw_get_accessors(unw_local_addr_space);
+	atomic_store(&refuse_pipe, false);
+	if (acc)
+		acc->access_mem = access_mem;
 	/* Per-thread caches: no global lock shared by unwinding threads. */
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	own_n = 0;
@@ -102,4 +216,7 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra)
 void ht_unwind_flush(void)
 {
 	unw_flush_cache(unw_local_addr_space, 0, 0);
+	/* Pages of an unloaded library are no longer known to be readable. */
+	for (unsigned i = 0; i < GOOD_PAGES; i++)
+		atomic_store_explicit(&good_page[i], 0, memory_order_relaxed);
 }

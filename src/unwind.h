@@ -22,7 +22,11 @@ int ht_unwind_init(void);
  * (0 when unwinding failed). Call with the thread busy. */
 unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra);
 
-/* Forget cached unwind info (after dlclose). */
+/* Nonzero when a pipe2() call comes from libunwind's one-time set-up inside
+ * ht_unwind_init: that pipe is refused (see unwind.c). */
+int ht_unwind_refuses_pipe(void);
+
+/* Forget cached unwind info and known-readable pages (after dlclose). */
 void ht_unwind_flush(void);
 
 #endif

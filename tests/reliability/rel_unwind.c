@@ -1,0 +1,108 @@
+/*
+ * rel_unwind.c - allocations made through a frame with no unwind info
+ * (issue 5: heaptap checks the memory libunwind reads, without an fd).
+ *
+ * nocfi_call is hand-written assembly with no CFI, like JIT code: libunwind
+ * finds no FDE for it and falls back to the frame-pointer chain, reading
+ * [rbp] and [rbp+8] through heaptap's memory check. Four phases, each with its
+ * own allocating function, ALLOCS blocks kept live:
+ *
+ *   good      rbp is nocfi_call's real frame: the walk goes on to main;
+ *   protnone  rbp points into a PROT_NONE page (mapped, not readable);
+ *   unmapped  rbp points at an address with nothing mapped;
+ *   garbage   rbp points at readable memory whose "saved rbp" and "return
+ *             address" point into the PROT_NONE page.
+ *
+ * Without a working check the last three fault inside the allocator. With
+ * `seccomp` as argument, process_vm_readv is refused (EPERM) by a seccomp
+ * filter first, so heaptap's second way of checking is the one used.
+ * Prints "expect <fn> <inuse bytes> <objects> <alloc bytes> <objects>" lines,
+ * dump=, and done=1.
+ */
+#include "rel_common.h"
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#define ALLOCS 500
+#define SIZE 200
+
+/* void nocfi_call(void (*fn)(void), void *rbp): calls fn with rbp set to
+ * the second argument when it is not NULL. No .cfi directives. */
+__asm__(".text\n"
+        ".globl nocfi_call\n"
+        ".type nocfi_call,@function\n"
+        "nocfi_call:\n"
+        "  push %rbp\n"
+        "  mov %rsp, %rbp\n"
+        "  test %rsi, %rsi\n"
+        "  jz 1f\n"
+        "  mov %rsi, %rbp\n"
+        "1:\n"
+        "  call *%rdi\n"
+        "  pop %rbp\n"
+        "  ret\n"
+        ".size nocfi_call, .-nocfi_call\n");
+void nocfi_call(void (*fn)(void), void *rbp);
+
+/* Global, so the compiler cannot drop the allocations. */
+void *kept[4][ALLOCS];
+
+#define ALLOCATOR(name, k)                                                                      \
+	NOINLINE static void name(void)                                                          \
+	{                                                                                        \
+		for (int i = 0; i < ALLOCS; i++)                                                 \
+			kept[k][i] = malloc(SIZE);                                               \
+		__asm__ volatile("" ::: "memory");                                               \
+	}
+ALLOCATOR(alloc_good, 0)
+ALLOCATOR(alloc_protnone, 1)
+ALLOCATOR(alloc_unmapped, 2)
+ALLOCATOR(alloc_garbage, 3)
+
+static int refuse_process_vm_readv(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "seccomp") == 0 && refuse_process_vm_readv() != 0) {
+		say("seccomp=failed errno=%d", errno);
+		return 1;
+	}
+	char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Reserve then release a range, so nothing is mapped there. */
+	char *gone = mmap(NULL, 1 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (none == MAP_FAILED || gone == MAP_FAILED)
+		return 1;
+	munmap(gone, 1 << 20);
+	static uintptr_t fake[4];
+	fake[0] = (uintptr_t)(none + 64); /* saved rbp */
+	fake[1] = (uintptr_t)(none + 128); /* return address */
+
+	nocfi_call(alloc_good, NULL);
+	nocfi_call(alloc_protnone, none + 256);
+	nocfi_call(alloc_unmapped, gone + 4096);
+	nocfi_call(alloc_garbage, fake);
+	const char *names[] = {"alloc_good", "alloc_protnone", "alloc_unmapped", "alloc_garbage"};
+	for (int k = 0; k < 4; k++)
+		say("expect %s %d %d %d %d", names[k], ALLOCS * SIZE, ALLOCS, ALLOCS * SIZE,
+		    ALLOCS);
+	say("dump=%d", rel_dump());
+	say("done=1");
+	return 0;
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""reliability.unwind - stacks through code without unwind info (issue 5).
+
+rel_unwind allocates through an assembly frame with no CFI, as JIT code
+would: libunwind falls back to the frame-pointer chain, and heaptap checks
+each word it reads without an fd (process_vm_readv on itself; rt_sigprocmask
+when a seccomp filter refuses that). At HEAPTAP_RATE=1:
+
+  * the program runs to the end with and without heaptap (a read through a
+    frame pointer into a PROT_NONE page, an unmapped range or garbage would
+    kill it inside malloc if the check let it through);
+  * every block is counted at its allocating function;
+  * through a real frame pointer the stack goes on past the frame to main,
+    so the check does not refuse good memory;
+  * through a poisoned one the stack stops at the frame without unwind info;
+  * with process_vm_readv refused, the same, plus one heaptap: line.
+"""
+import rlib  # noqa: I001
+import htlib
+from rlib import check_outdir
+
+
+def body(ctx):
+    ctx.need_protoc()
+    prog = ctx.example("rel_unwind")
+    base = rlib.run(ctx, [prog], preload=False, timeout=60)
+    ctx.check(base.returncode == 0 and base.values().get("done") == "1",
+              "without heaptap: the program runs to the end", base.transcript())
+    for mode in ("", "seccomp"):
+        tag = (mode or "default") + ": "
+        d = ctx.tmpdir("unwind")
+        p = rlib.run(ctx, [prog] + ([mode] if mode else []), outdir=d,
+                     env={"HEAPTAP_RATE": "1"}, timeout=60)
+        v = p.values()
+        if mode and v.get("seccomp") == "failed":
+            ctx.note("seccomp filters are not available here: %s" % p.transcript())
+            continue
+        ctx.check(p.returncode == 0 and v.get("done") == "1" and v.get("dump") == "0",
+                  tag + "runs to the end under heaptap, dump written", p.transcript())
+        lines = p.heaptap_lines()
+        if mode:
+            ctx.check(len(lines) == 1 and "rt_sigprocmask" in lines[0],
+                      tag + "one heaptap: line says how memory is checked", str(lines))
+        else:
+            ctx.check(not lines, tag + "heaptap says nothing", str(lines))
+        finals = check_outdir(ctx, d, tag)
+        if (p.pid, 1) not in finals:
+            ctx.check(False, tag + "dump written", str(sorted(finals)))
+            continue
+        prof = ctx.decode(finals[(p.pid, 1)]["heap"])
+        htlib.compare_expects(ctx, prof, htlib.parse_expects(p.out), mode="leaf", label=tag)
+        for fn in ("alloc_good", "alloc_protnone", "alloc_unmapped", "alloc_garbage"):
+            stacks = [prof.stack(s) for s in prof.samples
+                      if prof.stack(s) and prof.stack(s)[0] == fn]
+            through = stacks and all(len(st) > 1 and st[1] == "nocfi_call" for st in stacks)
+            ctx.check(through, tag + "%s's stacks go through nocfi_call" % fn,
+                      htlib.dump_stacks(prof, fn))
+            reach = stacks and all("main" in st for st in stacks)
+            if fn == "alloc_good":
+                ctx.check(reach, tag + "through a real frame pointer the stack reaches main",
+                          htlib.dump_stacks(prof, fn))
+            else:
+                ctx.check(stacks and not any("main" in st for st in stacks),
+                          tag + "%s: the walk stops at the poisoned frame pointer" % fn,
+                          htlib.dump_stacks(prof, fn))
+
+
+if __name__ == "__main__":
+    rlib.main(body, __doc__)
