@@ -334,10 +334,13 @@ static int encode(bool heap, bool threads, struct ht_buf *hb, struct ht_buf *tb)
 		return r;
 	struct ht_profile_input in;
 	input_from(&in, &s);
-	if (heap)
-		r = ht_profile_heap(&in, hb);
+	struct ht_profile_ctx *ctx = NULL;
+	r = ht_profile_ctx_open(&ctx, &in);
+	if (r == 0 && heap)
+		r = ht_profile_heap(&in, ctx, hb);
 	if (r == 0 && threads)
-		r = ht_profile_threads(&in, tb);
+		r = ht_profile_threads(&in, ctx, tb);
+	ht_profile_ctx_close(ctx);
 	snapshot_free(&s);
 	return r;
 }

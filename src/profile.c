@@ -259,7 +259,9 @@ struct builder {
 	struct func *funcs;
 	size_t nfuncs, capfuncs;
 
-	struct ht_maps maps;
+	struct ht_profile_ctx *ctx;     /* the dump's maps snapshot and symbolizer */
+	struct ht_profile_ctx *own_ctx; /* made here when the caller gave none */
+	const struct ht_maps *maps;
 	uint32_t *pmap_of_key; /* profile mapping id by module key; 0 = not yet */
 	struct pmap *pmaps;
 	size_t npmaps;
@@ -345,7 +347,42 @@ static void flush(struct builder *b)
 	tick(b);
 }
 
-static int builder_init(struct builder *b, const struct ht_profile_input *in, struct ht_buf *out)
+/* ------------------------------------------------------ per-dump context */
+
+/* The two profiles of one dump share one /proc/self/maps snapshot and one
+ * symbolizer: module keys (maps index, then gone modules) mean the same in
+ * both, and a module both profiles touch (the executable, libc) is opened and
+ * its symbols sorted once per dump rather than once per profile. */
+struct ht_profile_ctx {
+	struct ht_maps maps;
+	size_t nkeys;
+	struct ht_sym *sym; /* opened by the first profile that symbolizes */
+};
+
+int ht_profile_ctx_open(struct ht_profile_ctx **out, const struct ht_profile_input *in)
+{
+	struct ht_profile_ctx *c = ht_mem_calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	/* A missing /proc is not fatal: locations just get no mapping. */
+	if (ht_maps_read(&c->maps) != 0)
+		memset(&c->maps, 0, sizeof(c->maps));
+	c->nkeys = c->maps.n + in->ngone;
+	*out = c;
+	return 0;
+}
+
+void ht_profile_ctx_close(struct ht_profile_ctx *c)
+{
+	if (!c)
+		return;
+	ht_sym_close(c->sym);
+	ht_maps_free(&c->maps);
+	ht_mem_free(c);
+}
+
+static int builder_init(struct builder *b, const struct ht_profile_input *in,
+                        struct ht_profile_ctx *ctx, struct ht_buf *out)
 {
 	memset(b, 0, sizeof(*b));
 	b->in = in;
@@ -359,10 +396,15 @@ static int builder_init(struct builder *b, const struct ht_profile_input *in, st
 	if (intern(b, "") != 0)
 		return b->err ? b->err : -EINVAL;
 
-	/* A missing /proc is not fatal: locations just get no mapping. */
-	if (ht_maps_read(&b->maps) != 0)
-		memset(&b->maps, 0, sizeof(b->maps));
-	size_t nkeys = b->maps.n + in->ngone;
+	if (!ctx) {
+		int err = ht_profile_ctx_open(&b->own_ctx, in);
+		if (err)
+			return err;
+		ctx = b->own_ctx;
+	}
+	b->ctx = ctx;
+	b->maps = &ctx->maps;
+	size_t nkeys = b->maps->n + in->ngone;
 	b->pmap_of_key = ht_mem_calloc(nkeys ? nkeys : 1, sizeof(*b->pmap_of_key));
 	b->pmaps = ht_mem_calloc(nkeys + 1, sizeof(*b->pmaps));
 	if (!b->pmap_of_key || !b->pmaps)
@@ -380,7 +422,7 @@ static void builder_free(struct builder *b)
 	u64map_free(&b->funcmap);
 	ht_mem_free(b->locs);
 	ht_mem_free(b->funcs);
-	ht_maps_free(&b->maps);
+	ht_profile_ctx_close(b->own_ctx);
 	ht_mem_free(b->pmap_of_key);
 	ht_mem_free(b->pmaps);
 	ht_mem_free(b->ids);
@@ -388,7 +430,7 @@ static void builder_free(struct builder *b)
 
 static const struct ht_module *module_key(struct builder *b, size_t key)
 {
-	return key < b->maps.n ? &b->maps.v[key].m : &b->in->gone[key - b->maps.n];
+	return key < b->maps->n ? &b->maps->v[key].m : &b->in->gone[key - b->maps->n];
 }
 
 /* Profile mapping id for module key, assigning the next id when new. */
@@ -412,15 +454,15 @@ static size_t find_module(struct builder *b, uintptr_t addr, int32_t gone)
 	if (gone >= 0 && (size_t)gone < b->in->ngone) {
 		const struct ht_module *g = &b->in->gone[gone];
 		if (addr >= g->start && addr < g->limit)
-			return b->maps.n + (size_t)gone;
+			return b->maps->n + (size_t)gone;
 	}
-	const struct ht_mapping *x = ht_maps_find(&b->maps, addr);
+	const struct ht_mapping *x = ht_maps_find(b->maps, addr);
 	if (x)
-		return (size_t)(x - b->maps.v);
+		return (size_t)(x - b->maps->v);
 	for (size_t i = b->in->ngone; i-- > 0;) {
 		const struct ht_module *g = &b->in->gone[i];
 		if (addr >= g->start && addr < g->limit)
-			return b->maps.n + i;
+			return b->maps->n + i;
 	}
 	return SIZE_MAX;
 }
@@ -538,12 +580,14 @@ static int64_t round_value(double v)
 /* Symbolize every location and settle its mapping. */
 static void symbolize_locations(struct builder *b)
 {
-	struct ht_sym *sym = NULL;
-	int err = ht_sym_open(&sym, b->maps.n + b->in->ngone);
-	if (err) {
-		b->err = err;
-		return;
+	if (!b->ctx->sym) {
+		int err = ht_sym_open(&b->ctx->sym, b->ctx->nkeys);
+		if (err) {
+			b->err = err;
+			return;
+		}
 	}
+	struct ht_sym *sym = b->ctx->sym;
 	for (size_t i = 0; i < b->nlocs && !b->err; i++) {
 		struct loc *l = &b->locs[i];
 		maybe_tick(b);
@@ -566,7 +610,6 @@ static void symbolize_locations(struct builder *b)
 		pm->nfile += f.file != NULL;
 		pm->nline += f.line > 0;
 	}
-	ht_sym_close(sym);
 }
 
 static void write_locations(struct builder *b)
@@ -646,16 +689,17 @@ static int finish(struct builder *b, const int64_t *comments, size_t ncomments)
 	return b->err;
 }
 
-int ht_profile_heap(const struct ht_profile_input *in, struct ht_buf *out)
+int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                    struct ht_buf *out)
 {
 	struct builder b;
 	size_t out_len = out->len;
-	int err = builder_init(&b, in, out);
+	int err = builder_init(&b, in, ctx, out);
 	if (err)
 		goto done;
 	/* The main executable is mapping 1, referenced or not. */
-	if (b.maps.main < b.maps.n)
-		pmap_id(&b, b.maps.main);
+	if (b.maps->main < b.maps->n)
+		pmap_id(&b, b.maps->main);
 
 	struct ht_pb *pb = &b.pb;
 	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "alloc_objects", "count");
@@ -718,15 +762,16 @@ static const char *thread_root(const char *label, char *buf, size_t n)
 	return buf;
 }
 
-int ht_profile_threads(const struct ht_profile_input *in, struct ht_buf *out)
+int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                       struct ht_buf *out)
 {
 	struct builder b;
 	size_t out_len = out->len;
-	int err = builder_init(&b, in, out);
+	int err = builder_init(&b, in, ctx, out);
 	if (err)
 		goto done;
-	if (b.maps.main < b.maps.n)
-		pmap_id(&b, b.maps.main);
+	if (b.maps->main < b.maps->n)
+		pmap_id(&b, b.maps->main);
 
 	struct ht_pb *pb = &b.pb;
 	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "threads", "count");

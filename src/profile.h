@@ -71,10 +71,20 @@ int ht_buf_reserve(struct ht_buf *b, size_t extra); /* 0 or -ENOMEM */
 int ht_buf_append(struct ht_buf *b, const void *p, size_t n);
 void ht_buf_free(struct ht_buf *b);
 
+/* What the profiles of one dump share: a /proc/self/maps snapshot and the
+ * symbolizer (open files, sorted symbol tables). Open it for an input, pass
+ * it to both encoders, close it after. 0 or a negative errno. */
+struct ht_profile_ctx;
+int ht_profile_ctx_open(struct ht_profile_ctx **out, const struct ht_profile_input *in);
+void ht_profile_ctx_close(struct ht_profile_ctx *ctx); /* NULL is fine */
+
 /* Encode the heap / thread profile as gzipped profile.proto into out
- * (appended). Return 0 or a negative errno. */
-int ht_profile_heap(const struct ht_profile_input *in, struct ht_buf *out);
-int ht_profile_threads(const struct ht_profile_input *in, struct ht_buf *out);
+ * (appended). ctx: the dump's context from ht_profile_ctx_open, or NULL for
+ * one of its own. Return 0 or a negative errno. */
+int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                    struct ht_buf *out);
+int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                       struct ht_buf *out);
 
 /* Read the executable range of one loaded module (e.g. from dlinfo's
  * link_map) from memory into m. Used by the dlclose hook; must not allocate

@@ -136,8 +136,7 @@ good:
 /* libunwind's local access_mem, minus the pipe. Every read is checked (the
  * cursor's own "validate" flag is private to libunwind; its conservative
  * build checks every read too), at the cost of one table look-up per page. */
-static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write,
-                      void *arg)
+static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
 {
 	(void)as;
 	(void)arg;

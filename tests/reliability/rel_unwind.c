@@ -29,7 +29,7 @@
 #include <sys/syscall.h>
 
 #define ALLOCS 500
-#define SIZE 200
+#define SIZE   200
 
 /* void nocfi_call(void (*fn)(void), void *rbp): calls fn with rbp set to
  * the second argument when it is not NULL. No .cfi directives. */
@@ -52,12 +52,12 @@ void nocfi_call(void (*fn)(void), void *rbp);
 /* Global, so the compiler cannot drop the allocations. */
 void *kept[4][ALLOCS];
 
-#define ALLOCATOR(name, k)                                                                      \
-	NOINLINE static void name(void)                                                          \
-	{                                                                                        \
-		for (int i = 0; i < ALLOCS; i++)                                                 \
-			kept[k][i] = malloc(SIZE);                                               \
-		__asm__ volatile("" ::: "memory");                                               \
+#define ALLOCATOR(name, k)                                                                         \
+	NOINLINE static void name(void)                                                            \
+	{                                                                                          \
+		for (int i = 0; i < ALLOCS; i++)                                                   \
+			kept[k][i] = malloc(SIZE);                                                 \
+		__asm__ volatile("" ::: "memory");                                                 \
 	}
 ALLOCATOR(alloc_good, 0)
 ALLOCATOR(alloc_protnone, 1)
@@ -67,10 +67,10 @@ ALLOCATOR(alloc_garbage, 3)
 static int refuse_process_vm_readv(void)
 {
 	struct sock_filter f[] = {
-	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
-	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 		return 1;
 	munmap(gone, 1 << 20);
 	static uintptr_t fake[4];
-	fake[0] = (uintptr_t)(none + 64); /* saved rbp */
+	fake[0] = (uintptr_t)(none + 64);  /* saved rbp */
 	fake[1] = (uintptr_t)(none + 128); /* return address */
 
 	nocfi_call(alloc_good, NULL);

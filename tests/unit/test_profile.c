@@ -518,7 +518,7 @@ static void test_heap(void **state)
 	struct ht_buf out = {0};
 	assert_int_equal(ht_buf_append(&out, "keep", 4), 0);
 	int fds = count_fds();
-	assert_int_equal(ht_profile_heap(&in, &out), 0);
+	assert_int_equal(ht_profile_heap(&in, NULL, &out), 0);
 	assert_int_equal(count_fds(), fds); /* libdw closed everything */
 	/* Appended after what was there. */
 	assert_memory_equal(out.data, "keep", 4);
@@ -655,7 +655,7 @@ static void test_threads(void **state)
 	struct ht_profile_input in = {
 	        .rate = RATE, .time_nanos = TIME_NS, .threads = rows, .nthreads = 4};
 	struct ht_buf out = {0};
-	assert_int_equal(ht_profile_threads(&in, &out), 0);
+	assert_int_equal(ht_profile_threads(&in, NULL, &out), 0);
 	struct prof p;
 	decode(&out, &p);
 	check_valid(&p, 1);
@@ -746,7 +746,7 @@ static void test_gone_module(void **state)
 	struct ht_profile_input in = {
 	        .rate = 1, .time_nanos = 1, .heap = rows, .nheap = 1, .gone = &gone, .ngone = 1};
 	struct ht_buf out = {0};
-	assert_int_equal(ht_profile_heap(&in, &out), 0);
+	assert_int_equal(ht_profile_heap(&in, NULL, &out), 0);
 	struct prof p;
 	decode(&out, &p);
 	check_valid(&p, 4);
@@ -795,7 +795,7 @@ static void test_many_rows(void **state)
 	struct ht_profile_input in = {
 	        .rate = RATE, .heap = rows, .nheap = NROWS, .tick = on_tick, .tick_arg = &ticks};
 	struct ht_buf out = {0};
-	assert_int_equal(ht_profile_heap(&in, &out), 0);
+	assert_int_equal(ht_profile_heap(&in, NULL, &out), 0);
 	assert_true(ticks >= NROWS / 1024);
 	struct prof p;
 	decode(&out, &p);
@@ -820,7 +820,7 @@ static void test_empty(void **state)
 	(void)state;
 	struct ht_profile_input in = {.rate = RATE};
 	struct ht_buf out = {0};
-	assert_int_equal(ht_profile_heap(&in, &out), 0);
+	assert_int_equal(ht_profile_heap(&in, NULL, &out), 0);
 	struct prof p;
 	decode(&out, &p);
 	check_valid(&p, 4);
@@ -830,7 +830,7 @@ static void test_empty(void **state)
 	free(raw);
 	ht_buf_free(&out);
 
-	assert_int_equal(ht_profile_threads(&in, &out), 0);
+	assert_int_equal(ht_profile_threads(&in, NULL, &out), 0);
 	decode(&out, &p);
 	check_valid(&p, 1);
 	assert_string_equal(str(&p, num(&p.root, "comment")), "live threads: 0");
@@ -838,12 +838,67 @@ static void test_empty(void **state)
 	ht_buf_free(&out);
 }
 
+static int same_buf(const struct ht_buf *a, const struct ht_buf *b)
+{
+	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* The two profiles of a dump share one context (maps snapshot, symbolizer):
+ * the bytes are exactly what each encoder writes with a context of its own,
+ * whichever profile is encoded first. */
+static void test_shared_ctx(void **state)
+{
+	(void)state;
+	struct probe pr;
+	probe_root(&pr);
+	uintptr_t stack[3] = {pr.leaf, pr.caller, UNKNOWN_PC};
+	struct ht_heap_row heap[] = {
+	        {stack, 3, 100, 2, 200, 1, 100, 0},
+	        {stack + 1, 2, 50, 1, 50, 1, 50, 0},
+	};
+	struct ht_thread_row threads[] = {{NULL, 0, "main", 1}, {stack, 2, NULL, 3}};
+	struct ht_profile_input in = {.rate = RATE,
+	                              .time_nanos = TIME_NS,
+	                              .heap = heap,
+	                              .nheap = 2,
+	                              .threads = threads,
+	                              .nthreads = 2};
+	struct ht_buf h1 = {0}, t1 = {0}, h2 = {0}, t2 = {0}, h3 = {0}, t3 = {0};
+	assert_int_equal(ht_profile_heap(&in, NULL, &h1), 0);
+	assert_int_equal(ht_profile_threads(&in, NULL, &t1), 0);
+
+	struct ht_profile_ctx *ctx = NULL;
+	assert_int_equal(ht_profile_ctx_open(&ctx, &in), 0);
+	assert_int_equal(ht_profile_heap(&in, ctx, &h2), 0);
+	assert_int_equal(ht_profile_threads(&in, ctx, &t2), 0);
+	ht_profile_ctx_close(ctx);
+	assert_int_equal(ht_profile_ctx_open(&ctx, &in), 0);
+	assert_int_equal(ht_profile_threads(&in, ctx, &t3), 0);
+	assert_int_equal(ht_profile_heap(&in, ctx, &h3), 0);
+	ht_profile_ctx_close(ctx);
+
+	assert_true(same_buf(&h1, &h2) && same_buf(&h1, &h3));
+	assert_true(same_buf(&t1, &t2) && same_buf(&t1, &t3));
+	/* And the shared one still names the frames. */
+	struct prof p;
+	decode(&t3, &p);
+	const struct node *leaf = loc_at(&p, pr.leaf - 1);
+	long long line;
+	const char *file;
+	assert_non_null(leaf);
+	assert_string_equal(loc_func(&p, leaf, &line, &file), "probe_leaf");
+	prof_free(&p);
+	struct ht_buf *all[] = {&h1, &t1, &h2, &t2, &h3, &t3};
+	for (int i = 0; i < 6; i++)
+		ht_buf_free(all[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_heap),        cmocka_unit_test(test_threads),
 	        cmocka_unit_test(test_gone_module), cmocka_unit_test(test_many_rows),
-	        cmocka_unit_test(test_empty),
+	        cmocka_unit_test(test_empty),       cmocka_unit_test(test_shared_ctx),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
