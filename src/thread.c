@@ -154,7 +154,7 @@ int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(
 	th->from_create = true;
 	th->fn = fn;
 	th->arg = arg;
-	th->depth = ht_unwind_capture(th->pcs, depth, ra);
+	th->depth = ht_unwind_capture(th->pcs, depth, ra, false);
 	atomic_store(&th->state, HT_THR_STARTING);
 	registry_push(th);
 	ht_busy_exit(t);

@@ -19,9 +19,9 @@
 struct ht_thread;
 
 struct ht_tls {
-	int64_t countdown; /* bytes until the next sample point */
-	uint32_t busy;     /* nesting depth inside heaptap */
-	uint32_t pad;
+	int64_t countdown;       /* bytes until the next sample point */
+	uint32_t busy;           /* nesting depth inside heaptap */
+	uint32_t unwinds;        /* stacks walked so far, counted up to a few (unwind.c) */
 	int64_t saved_countdown; /* countdown outside the outermost busy section */
 	uint64_t rng;            /* xorshift state, 0 until seeded */
 	uint64_t gap_rate;       /* the rate the current gap was drawn with */

@@ -181,12 +181,47 @@ int ht_unwind_init(void)
 	return 0;
 }
 
-unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra)
+/* A thread's first HT_UNWIND_STEPPED stacks are walked step by step rather
+ * than with unw_backtrace. unw_backtrace's fast path gives each thread its
+ * own frame cache: 256 KiB mmap'd with every slot written on the thread's
+ * first call, munmap'd when the thread exits (libunwind 1.6.2,
+ * src/x86_64/Gtrace.c). perf on bench_churn: that page-faulting, zeroing and
+ * the TLB shootdowns of the munmap are most of a short-lived thread's cost
+ * under heaptap. The step loop costs ~9 us per 15 frames against ~0.1 us
+ * warm, so it is only worth it for the first few stacks: a thread that takes
+ * more goes on to the cache. At exact rates every allocation is a sample and
+ * the cache is used from the start. */
+#define HT_UNWIND_STEPPED 4
+
+__attribute__((noinline)) static int step_backtrace(void **buf, int max)
+{
+	unw_context_t uc;
+	unw_cursor_t c;
+	if (unw_getcontext(&uc) != 0 || unw_init_local(&c, &uc) != 0)
+		return 0;
+	int n = 0;
+	while (n < max && unw_step(&c) > 0) {
+		unw_word_t ip;
+		if (unw_get_reg(&c, UNW_REG_IP, &ip) != 0)
+			break;
+		buf[n++] = (void *)ip;
+	}
+	return n;
+}
+
+unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact)
 {
 	void *buf[HT_MAX_DEPTH + 16];
 	if (max > HT_MAX_DEPTH)
 		max = HT_MAX_DEPTH;
-	int n = unw_backtrace(buf, (int)(max + 16));
+	int n;
+	struct ht_tls *t = &ht_tls;
+	if (t->unwinds < HT_UNWIND_STEPPED && !exact) {
+		t->unwinds++;
+		n = step_backtrace(buf, (int)(max + 16));
+	} else {
+		n = unw_backtrace(buf, (int)(max + 16));
+	}
 	if (n <= 0)
 		return 0;
 	int start = -1;

@@ -11,6 +11,7 @@
 #ifndef HT_UNWIND_H
 #define HT_UNWIND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Set libunwind's caching policy, find heaptap's own text, prime the
@@ -19,8 +20,10 @@ int ht_unwind_init(void);
 
 /* Fill out[0..max) with return addresses, out[0] being `ra` (the caller of
  * the interposed function) and each next entry its caller. Returns the depth
- * (0 when unwinding failed). Call with the thread busy. */
-unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra);
+ * (0 when unwinding failed). exact: sampling at an exact rate (every
+ * allocation unwinds), where libunwind's per-thread frame cache pays off at
+ * once. Call with the thread busy. */
+unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact);
 
 /* Nonzero when a pipe2() call comes from libunwind's one-time set-up inside
  * ht_unwind_init: that pipe is refused (see unwind.c). */

@@ -16,12 +16,14 @@
  * Without a working check the last three fault inside the allocator. With
  * `seccomp` as argument, process_vm_readv is refused (EPERM) by a seccomp
  * filter first, so heaptap's second way of checking is the one used.
+ * With `threads`: see run_threads below.
  * Prints "expect <fn> <inuse bytes> <objects> <alloc bytes> <objects>" lines,
  * dump=, and done=1.
  */
 #include "rel_common.h"
 
 #include <linux/filter.h>
+#include <pthread.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/mman.h>
@@ -78,8 +80,43 @@ static int refuse_process_vm_readv(void)
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
+/* "threads": short-lived threads, each taking one sample (a 4 MiB block is
+ * sampled at the default rate with probability 1 - e^-8): their stacks are
+ * walked by heaptap's step-by-step path, not libunwind's frame cache. */
+#define THREADS 40
+#define BIG     (4 << 20)
+void *big[THREADS];
+
+NOINLINE static void thread_big_alloc(int i)
+{
+	big[i] = malloc(BIG);
+	__asm__ volatile("" ::: "memory");
+}
+
+NOINLINE static void *worker(void *arg)
+{
+	thread_big_alloc((int)(intptr_t)arg);
+	return NULL;
+}
+
+static int run_threads(void)
+{
+	for (int i = 0; i < THREADS; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, worker, (void *)(intptr_t)i) != 0)
+			return 1;
+		pthread_join(t, NULL);
+	}
+	say("big_bytes=%lld", (long long)THREADS * BIG);
+	say("dump=%d", rel_dump());
+	say("done=1");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "threads") == 0)
+		return run_threads();
 	if (argc > 1 && strcmp(argv[1], "seccomp") == 0 && refuse_process_vm_readv() != 0) {
 		say("seccomp=failed errno=%d", errno);
 		return 1;
