@@ -108,14 +108,15 @@ static int probe_page(uintptr_t addr)
 		char byte;
 		struct iovec local = {&byte, 1}, remote = {(void *)page, 1};
 		/* getpid() each time: a forked child probes itself. */
-		if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 1)
+		ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		if (r == 1)
 			goto good;
-		if (!probe_refused(errno))
+		if (r == -1 && !probe_refused(errno))
 			return -1;
+		/* Refused by a seccomp filter, say: rt_sigprocmask checks as well,
+		 * so nothing is lost and there is nothing to tell. */
 		mode = 1;
-		if (atomic_exchange(&probe_mode, 1) == 0)
-			ht_log("process_vm_readv is refused here; memory is checked with "
-			       "rt_sigprocmask instead");
+		atomic_store(&probe_mode, 1);
 	}
 	if (mode == 1) {
 		long r = syscall(SYS_rt_sigprocmask, -1, (void *)page, (void *)0, 8);

@@ -14,8 +14,9 @@
  *             address" point into the PROT_NONE page.
  *
  * Without a working check the last three fault inside the allocator. With
- * `seccomp` as argument, process_vm_readv is refused (EPERM) by a seccomp
- * filter first, so heaptap's second way of checking is the one used.
+ * `seccomp` as argument, a seccomp filter makes process_vm_readv trap first
+ * (SIGSYS, counted; the call fails), so heaptap's second way of checking is
+ * the one used.
  * With `threads`: see run_threads below.
  * Prints "expect <fn> <inuse bytes> <objects> <alloc bytes> <objects>" lines,
  * dump=, and done=1.
@@ -24,6 +25,8 @@
 
 #include <linux/filter.h>
 #include <pthread.h>
+#include <signal.h>
+#include <ucontext.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/mman.h>
@@ -66,15 +69,31 @@ ALLOCATOR(alloc_protnone, 1)
 ALLOCATOR(alloc_unmapped, 2)
 ALLOCATOR(alloc_garbage, 3)
 
+/* process_vm_readv traps: SIGSYS, counted, and the call returns ENOSYS, as
+ * a sandbox that emulates refused calls does. */
+static volatile sig_atomic_t sigsys;
+
+static void on_sigsys(int sig, siginfo_t *si, void *ctx)
+{
+	(void)sig;
+	(void)si;
+	((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
+	sigsys++;
+}
+
 static int refuse_process_vm_readv(void)
 {
 	struct sock_filter f[] = {
 	        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 	        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
-	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
 	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	struct sigaction sa = {0};
+	sa.sa_sigaction = on_sigsys;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGSYS, &sa, NULL);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		return -1;
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
@@ -139,6 +158,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < 4; k++)
 		say("expect %s %d %d %d %d", names[k], ALLOCS * SIZE, ALLOCS, ALLOCS * SIZE,
 		    ALLOCS);
+	say("sigsys=%d", (int)sigsys);
 	say("dump=%d", rel_dump());
 	say("done=1");
 	return 0;
