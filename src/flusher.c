@@ -562,6 +562,14 @@ void ht_flusher_at_exit(void)
 	 * started could not be finished before the process ends. */
 	atomic_store(&stopping, true);
 	ht_flusher_kick();
+	/* A dump the flusher already has under way is let finish, so its pair
+	 * is complete and no temporary file is left behind; for a second at
+	 * most, so that exit stays prompt whatever the dump's size. */
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	if (pthread_mutex_timedlock(&dump_lock, &until) == 0)
+		pthread_mutex_unlock(&dump_lock);
 }
 
 /* fork() called from a signal handler that interrupted this very thread
