@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# scripts/soak.sh - the soak tier of heaptap's reliability tests (issue 5).
+#
+# The same drivers as the quick tier in tests/reliability/, run with --soak:
+# about ten times the iterations (fork, exec, signal storms, thread exits,
+# dlopen/dlclose storms, exit paths, resources, 200k-thread churn). Builds
+# into $BUILD_DIR (default build-soak/) with -DHEAPTAP_SOAK=ON and runs the
+# tests labelled "soak", one at a time. Takes tens of minutes on 2 cores; not
+# part of CI. Extra arguments go to ctest, e.g. ./scripts/soak.sh -R fork
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+
+BUILD_DIR=${BUILD_DIR:-build-soak}
+ht_install_deps
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHEAPTAP_SOAK=ON
+cmake --build "$BUILD_DIR" -j2
+cd "$BUILD_DIR"
+exec ctest --output-on-failure -L soak "$@"
