@@ -99,11 +99,11 @@ static int refuse_process_vm_readv(void)
 	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
-/* "threads": short-lived threads, each taking one sample (a 4 MiB block is
- * sampled at the default rate with probability 1 - e^-8): their stacks are
+/* "threads": short-lived threads, each taking one sample (an 8 MiB block is
+ * sampled at the default rate with probability 1 - e^-16): their stacks are
  * walked by heaptap's step-by-step path, not libunwind's frame cache. */
 #define THREADS 40
-#define BIG     (4 << 20)
+#define BIG     (8 << 20)
 void *big[THREADS];
 
 NOINLINE static void thread_big_alloc(int i)

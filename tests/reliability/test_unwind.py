@@ -18,7 +18,8 @@ when a seccomp filter refuses that). At HEAPTAP_RATE=1:
   * at the default rate, short-lived threads that take one sample each (their
     stacks walked step by step rather than through libunwind's per-thread
     frame cache) get whole stacks: allocator's caller, the thread function,
-    and the estimate of their 4 MiB blocks is right to 2%.
+    and the estimate of their 8 MiB blocks is right to 2% (a block goes
+    unsampled with probability e^-16).
 """
 import rlib  # noqa: I001
 import htlib
