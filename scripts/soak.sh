@@ -5,7 +5,7 @@
 # about ten times the iterations (fork, exec, signal storms, thread exits,
 # dlopen/dlclose storms, exit paths, resources, 200k-thread churn). Builds
 # into $BUILD_DIR (default build-soak/) with -DHEAPTAP_SOAK=ON and runs the
-# tests labelled "soak", one at a time. Takes tens of minutes on 2 cores; not
+# tests labelled "soak", one at a time. About 8 minutes on 2 cores; not
 # part of CI. Extra arguments go to ctest, e.g. ./scripts/soak.sh -R fork
 set -euo pipefail
 
