@@ -2,8 +2,9 @@
 """checkprof.py DIR [PROTO_DIR] - check heaptap's output directory.
 
 Prints one summary ("profiles=N pids=P ok", or what is wrong) and exits 0
-when every heaptap.<pid>.<seq>.{heap,threads}.pb.gz decodes with protoc and
-no temporary file is left; 1 otherwise. stdlib + protoc only.
+when every heaptap.<pid>.<seq>.{heap,threads}.pb.gz decodes with protoc,
+every dump has both files of its pair, and no temporary file is left; 1
+otherwise. stdlib + protoc only.
 """
 import gzip
 import os
@@ -39,6 +40,12 @@ def main():
             if r.returncode != 0:
                 bad.append("%s: protoc: %s" % (name, r.stderr.decode()[:100]))
     pids = {FINAL.match(n).group(1) for n in finals}
+    kinds = {}
+    for n in finals:
+        m = FINAL.match(n)
+        kinds.setdefault((m.group(1), m.group(2)), set()).add(m.group(3))
+    bad += ["heaptap.%s.%s: only %s" % (pid, seq, "/".join(sorted(k)))
+            for (pid, seq), k in sorted(kinds.items()) if k != {"heap", "threads"}]
     if bad or tmps:
         print("profiles=%d BAD %s tmp=%s" % (len(finals), "; ".join(bad[:3]), tmps[:3]))
         return 1
