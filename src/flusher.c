@@ -72,8 +72,9 @@ static uint64_t now_ms(void)
 }
 
 /* When to start: once the program's constructors have run, at the first
- * slow-path allocation after a sample was taken or a dump was asked for, and
- * only if something needs a thread (the dump signal, an interval): samples do
+ * slow-path allocation after a sample was taken or a dump was asked for, or
+ * when the program creates a thread of its own (it is multithreaded then
+ * anyway), and only if something needs a thread (the dump signal, an interval): samples do
  * not, since threads drain their own rings. With HEAPTAP_SIGNAL=none and no
  * interval heaptap never starts a thread (dumps come from heaptap_dump() or
  * at exit); a program that must stay single-threaded (unshare of a user
@@ -85,7 +86,7 @@ bool ht_flusher_wanted(void)
 	       atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed);
 }
 
-void ht_flusher_note_sample(void)
+void ht_flusher_note_need(void)
 {
 	if (!atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
 	    (installed_sig != 0 || ht_opt.interval_ms != 0))
@@ -572,13 +573,26 @@ void ht_flusher_at_exit(void)
 		pthread_mutex_unlock(&dump_lock);
 }
 
-/* fork() called from a signal handler that interrupted this very thread
- * inside heaptap would wait for itself: then the lock is left as it is. */
+/* fork() from a signal handler can nest inside another fork() on the same
+ * thread (the signal lands while the outer fork is between its prepare and
+ * parent handlers: glibc's tst-mallocfork2 shape), or interrupt heaptap
+ * holding the aggregation lock. A lock this thread already holds is never
+ * taken again (that would wait for itself), and only the outermost fork
+ * releases what it took. Handlers of different threads serialise on
+ * gone_lock, so the two statics below are only touched by its holder. */
+static _Atomic(const void *) gone_owner;
+static unsigned fork_nested;
 static bool fork_took_agg;
 
 void ht_flusher_atfork_prepare(void)
 {
+	if (atomic_load_explicit(&gone_owner, memory_order_relaxed) == &ht_tls) {
+		fork_nested++;
+		return;
+	}
 	pthread_mutex_lock(&gone_lock);
+	atomic_store_explicit(&gone_owner, &ht_tls, memory_order_relaxed);
+	fork_nested = 0;
 	fork_took_agg = !ht_agg_lock_is_mine();
 	if (fork_took_agg)
 		ht_agg_lock();
@@ -586,8 +600,13 @@ void ht_flusher_atfork_prepare(void)
 
 void ht_flusher_atfork_parent(void)
 {
+	if (fork_nested) {
+		fork_nested--;
+		return;
+	}
 	if (fork_took_agg)
 		ht_agg_unlock();
+	atomic_store_explicit(&gone_owner, NULL, memory_order_relaxed);
 	pthread_mutex_unlock(&gone_lock);
 }
 
@@ -597,6 +616,8 @@ void ht_flusher_atfork_child(void)
 	 * (the lock was held); a dump in progress died with its thread. */
 	ht_agg_atfork_child();
 	pthread_mutex_init(&gone_lock, NULL);
+	atomic_store(&gone_owner, NULL);
+	fork_nested = 0;
 	pthread_mutex_init(&dump_lock, NULL);
 	atomic_store(&ht_flusher_state, 0);
 	atomic_store(&dump_requested, false);
@@ -606,5 +627,5 @@ void ht_flusher_atfork_child(void)
 	 * interval, or samples (inherited ones count) with a dump signal. */
 	atomic_store(&ht_flusher_want, ht_opt.interval_ms != 0);
 	if (atomic_load(&ht_addrset.live) != 0)
-		ht_flusher_note_sample();
+		ht_flusher_note_need();
 }

@@ -26,8 +26,9 @@ static inline bool ht_flusher_running(void)
 
 /* Should the slow path start the flusher now? */
 bool ht_flusher_wanted(void);
-/* A sample was taken: start the thread soon if a trigger needs it. */
-void ht_flusher_note_sample(void);
+/* A sample was taken, or the program started a thread of its own: start
+ * heaptap's thread soon if a dump trigger needs it. */
+void ht_flusher_note_need(void);
 int ht_flusher_start(void);
 void ht_flusher_kick(void);
 

@@ -6,6 +6,7 @@
 
 #include "agg.h"
 #include "core.h"
+#include "flusher.h"
 #include "log.h"
 #include "mem.h"
 #include "options.h"
@@ -165,6 +166,13 @@ int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(
 	}
 	atomic_store_explicit(&th->launched, 1, memory_order_release);
 	atomic_fetch_add_explicit(&ht_threads_created, 1, memory_order_relaxed);
+	/* The program is multithreaded now, so heaptap's thread can no longer
+	 * be what makes it so (unshare of a user namespace, fork from a signal
+	 * handler): start it if a dump trigger needs it, so that a dump signal
+	 * is served even before the first sample. */
+	ht_flusher_note_need();
+	if (ht_flusher_wanted())
+		ht_flusher_start();
 	return 0;
 }
 

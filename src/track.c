@@ -122,7 +122,7 @@ static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uint
 	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
 	commit(th, e);
 	(void)t;
-	ht_flusher_note_sample();
+	ht_flusher_note_need();
 }
 
 void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)

@@ -15,6 +15,11 @@
  *                          sender process signals us N times; the handler
  *                          forks (the child _exits) and reaps, while the
  *                          main loop mallocs and frees.
+ *   rel_fork nestfork N    N times: fork a child that signals us at once
+ *                          and exits; the signal mostly lands while our own
+ *                          fork() is still running its handlers, and the
+ *                          handler forks again (a fork nested in a fork on
+ *                          one thread). Prints signals=, handler_failures= and tasks=.
  */
 #include "rel_common.h"
 
@@ -282,12 +287,40 @@ static int mode_sigfork(int nsig)
 	return handler_failures ? 1 : 0;
 }
 
+/* ---------------------------------------------------------- nestfork mode */
+
+static int mode_nestfork(int n)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fork_handler;
+	sigaction(SIGUSR1, &sa, NULL);
+	pid_t me = getpid();
+	for (int i = 0; i < n; i++) {
+		free(malloc(100 + (size_t)i));
+		pid_t c = fork();
+		if (c == 0) {
+			kill(me, SIGUSR1);
+			_exit(0);
+		}
+		int st;
+		while (c > 0 && waitpid(c, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	rel_msleep(50);
+	say("signals=%d handler_failures=%d tasks=%d", (int)sigs_seen, (int)handler_failures,
+	    rel_task_count());
+	return handler_failures != 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "child") == 0)
 		return mode_child(argv[2]);
 	if (argc >= 3 && strcmp(argv[1], "deadlock") == 0)
 		return mode_deadlock(atoi(argv[2]));
+	if (argc >= 3 && strcmp(argv[1], "nestfork") == 0)
+		return mode_nestfork(atoi(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "sigfork") == 0)
 		return mode_sigfork(atoi(argv[2]));
 	fprintf(stderr, "usage: rel_fork child DIR | deadlock SECS | sigfork N\n");

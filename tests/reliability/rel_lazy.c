@@ -68,8 +68,41 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int main(void)
+/* "idle [threads]": allocate next to nothing (no sample at the default
+ * rate), start that many threads that only sleep, say ready, and wait for
+ * SIGTERM. heaptap's dump signal must be served while the program idles
+ * once it has a thread of its own; a single-threaded one gets the dump at
+ * exit. */
+static void *sleeper(void *arg)
 {
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static int idle(int threads)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sigaction(SIGTERM, &sa, NULL);
+	for (int i = 0; i < threads; i++) {
+		pthread_t t;
+		pthread_create(&t, NULL, sleeper, NULL);
+		pthread_detach(t);
+	}
+	say("ready pid=%d", (int)getpid());
+	while (!atomic_load(&stop))
+		pause();
+	say("stopped=1");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "idle") == 0)
+		return idle(argc > 2 ? atoi(argv[2]) : 0);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = handler;

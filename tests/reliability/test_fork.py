@@ -10,6 +10,9 @@
   3. glibc tst-mallocfork2 shape: a single-threaded program forks from a
      signal handler while its main loop mallocs. Run without heaptap, with
      heaptap and sampling off, and with heaptap at the default rate.
+  4. A fork nested in a fork on one thread (each child signals the parent at
+     once; the handler forks while the parent's fork() is still in its
+     handlers): no hang, in the no-thread mode at the default rate and rate 1.
 """
 import os
 import signal
@@ -92,6 +95,30 @@ def body(ctx):
         try:
             p.wait(25)
             ctx.check(p.returncode == 0 and p.values().get("tasks") == "1", what,
+                      p.transcript())
+        except Failure as e:
+            ctx.check(False, what, str(e))
+
+    # 4. a fork nested in a fork on one thread: each child signals the parent
+    # at once, so the handler's fork mostly runs while the parent's own
+    # fork() is still between its prepare and parent handlers. heaptap's
+    # prepare handler must not wait for a lock its own outer call holds.
+    nfork = rlib.scale(1000, 10000)
+    for label, preload, env in (("without heaptap (baseline)", False, {}),
+                                ("under heaptap, no-thread mode, default rate", True,
+                                 {"HEAPTAP_SIGNAL": "none"}),
+                                ("under heaptap, no-thread mode, rate 1", True,
+                                 {"HEAPTAP_SIGNAL": "none", "HEAPTAP_RATE": "1"})):
+        d = ctx.tmpdir("fork-nest")
+        p = Proc(ctx, [prog, "nestfork", nfork], outdir=d, preload=preload, stdin=False,
+                 env=env)
+        what = "nestfork %s: %d forks, each answered by a fork from the handler" % (label,
+                                                                                    nfork)
+        try:
+            p.wait(rlib.scale(30, 300))
+            v = p.values()
+            ctx.check(p.returncode == 0 and v.get("signals") == str(nfork) and
+                      v.get("handler_failures") == "0" and v.get("tasks") == "1", what,
                       p.transcript())
         except Failure as e:
             ctx.check(False, what, str(e))

@@ -8,6 +8,10 @@
      one signal thread; heaptap samples (so its thread runs). The
      heaptap-flush thread's SigBlk blocks every blockable signal, and every
      process-directed SIGUSR1/SIGHUP/SIGTERM is handled on the signal thread.
+  3. An idle program that has taken no sample: with a thread of its own,
+     SIGUSR2 is served within seconds (heaptap's thread starts when the
+     program creates one); single-threaded, heaptap starts no thread for it
+     and the dump is written at exit. Exactly one complete dump either way.
 """
 import os
 import shutil
@@ -16,7 +20,7 @@ import subprocess
 import time
 
 import rlib  # noqa: I001
-from rlib import Proc, Skip, thread_names, task_status
+from rlib import Proc, Skip, check_outdir, thread_names, task_status
 
 # Signals the kernel or glibc never lets a thread block: SIGKILL, SIGSTOP,
 # and glibc's internal SIGCANCEL (32) and SIGSETXID (33).
@@ -81,6 +85,36 @@ def body(ctx):
               "sigthread: every process-directed signal handled on the app's signal thread, "
               "the program exits through its own path", p.transcript())
     ctx.check(not p.heaptap_lines(), "sigthread: heaptap says nothing", str(p.heaptap_lines()))
+
+    # 3. an idle program, no sample taken yet
+    for threads in (1, 0):
+        tag = "idle, %d thread(s) of its own: " % threads
+        d = ctx.tmpdir("idle")
+        p = Proc(ctx, [prog, "idle", threads], outdir=d, stdin=False)
+        p.wait_line(r"^ready", 20)
+        time.sleep(0.2)
+        p.send(signal.SIGUSR2)
+        heap, _ = p.profile_path(1, "heap"), p.profile_path(1, "threads")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not os.path.exists(heap):
+            time.sleep(0.05)
+        if threads:
+            ctx.check(os.path.exists(heap),
+                      tag + "SIGUSR2 is served while the program idles", str(os.listdir(d)))
+        else:
+            # Documented: heaptap's thread is not started in a single-threaded
+            # program before a sample, so the dump waits for the next
+            # allocation or, here, for exit.
+            ctx.check(not os.path.exists(heap),
+                      tag + "no thread of heaptap's started for the signal",
+                      str(os.listdir(d)))
+        p.send(signal.SIGTERM)
+        p.wait(20)
+        ctx.check(p.returncode == 0 and p.values().get("stopped") == "1",
+                  tag + "the program exits through its own path", p.transcript())
+        finals = check_outdir(ctx, d, tag)
+        ctx.check((p.pid, 1) in finals and (p.pid, 2) not in finals,
+                  tag + "exactly one dump, complete", str(sorted(finals)))
 
 
 if __name__ == "__main__":
