@@ -49,7 +49,8 @@ static void registry_push(struct ht_thread *th)
 
 static struct ht_thread *record_new(unsigned depth)
 {
-	struct ht_thread *th = ht_mem_calloc(1, sizeof(*th) + depth * sizeof(uintptr_t));
+	struct ht_thread *th =
+	        ht_mem_calloc(1, sizeof(*th) + (depth + HT_UNWIND_SLACK) * sizeof(uintptr_t));
 	if (th)
 		th->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed);
 	return th;

@@ -99,8 +99,11 @@ static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uint
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
 		return;
 	}
-	uintptr_t pcs[HT_MAX_DEPTH];
-	unsigned depth = ht_unwind_capture(pcs, ht_opt.depth, ra, rate < HT_EXACT_RATE_LIMIT);
+	/* Sized by HEAPTAP_DEPTH, not the maximum: this may run on a small
+	 * stack (a signal handler's sigaltstack, a fiber). */
+	unsigned max = ht_opt.depth < HT_MAX_DEPTH ? ht_opt.depth : HT_MAX_DEPTH;
+	uintptr_t pcs[max + HT_UNWIND_SLACK];
+	unsigned depth = ht_unwind_capture(pcs, max, ra, rate < HT_EXACT_RATE_LIMIT);
 	uint64_t id = ((uint64_t)th->serial << 40) | (th->nsamples++ & (((uint64_t)1 << 40) - 1));
 	if (ht_addrset_insert(p, id) != 0) {
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);

@@ -212,23 +212,26 @@ __attribute__((noinline)) static int step_backtrace(void **buf, int max)
 
 unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact)
 {
-	void *buf[HT_MAX_DEPTH + 16];
+	/* Unwound straight into out (no second buffer: this runs on whatever
+	 * stack the allocation was made on, a small sigaltstack or fiber stack
+	 * included), then moved down over heaptap's own frames. */
+	void **buf = (void **)out;
 	if (max > HT_MAX_DEPTH)
 		max = HT_MAX_DEPTH;
 	int n;
 	struct ht_tls *t = &ht_tls;
 	if (t->unwinds < HT_UNWIND_STEPPED && !exact) {
 		t->unwinds++;
-		n = step_backtrace(buf, (int)(max + 16));
+		n = step_backtrace(buf, (int)(max + HT_UNWIND_SLACK));
 	} else {
-		n = unw_backtrace(buf, (int)(max + 16));
+		n = unw_backtrace(buf, (int)(max + HT_UNWIND_SLACK));
 	}
 	if (n <= 0)
 		return 0;
 	int start = -1;
 	/* The wrapper's return address is the first frame we keep. Only look in
 	 * the first few frames: deeper matches would be recursion. */
-	for (int i = 0; i < n && i < 16; i++) {
+	for (int i = 0; i < n && i < (int)HT_UNWIND_SLACK; i++) {
 		if ((uintptr_t)buf[i] == ra) {
 			start = i;
 			break;

@@ -18,8 +18,13 @@
  * unwinder once. 0 or a negative errno. */
 int ht_unwind_init(void);
 
+/* Room a capture needs beyond `max`: heaptap's own frames, unwound and then
+ * dropped. */
+#define HT_UNWIND_SLACK 16u
+
 /* Fill out[0..max) with return addresses, out[0] being `ra` (the caller of
- * the interposed function) and each next entry its caller. Returns the depth
+ * the interposed function) and each next entry its caller. out must have
+ * room for max + HT_UNWIND_SLACK entries. Returns the depth
  * (0 when unwinding failed). exact: sampling at an exact rate (every
  * allocation unwinds), where libunwind's per-thread frame cache pays off at
  * once. Call with the thread busy. */

@@ -17,13 +17,14 @@
  * `seccomp` as argument, a seccomp filter makes process_vm_readv trap first
  * (SIGSYS, counted; the call fails), so heaptap's second way of checking is
  * the one used.
- * With `threads`: see run_threads below.
+ * With `threads` or `smallstack`: see run_threads and run_smallstack below.
  * Prints "expect <fn> <inuse bytes> <objects> <alloc bytes> <objects>" lines,
  * dump=, and done=1.
  */
 #include "rel_common.h"
 
 #include <linux/filter.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <ucontext.h>
@@ -132,8 +133,69 @@ static int run_threads(void)
 	return 0;
 }
 
+/* "smallstack": small stacks. 50 threads with PTHREAD_STACK_MIN stacks
+ * allocate, then a SIGUSR1 handler running on an 8 KiB (the traditional
+ * SIGSTKSZ) sigaltstack allocates, 50 times. heaptap's sampled path runs on
+ * those stacks; it must fit where glibc's malloc alone fits. */
+#define ALT_STACK 8192
+
+NOINLINE static void small_thread_alloc(int i)
+{
+	kept[0][i % ALLOCS] = malloc(1 << 20);
+	free(kept[0][i % ALLOCS]);
+	kept[0][i % ALLOCS] = NULL;
+}
+
+static void *small_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 20; i++)
+		small_thread_alloc(i);
+	return NULL;
+}
+
+static volatile sig_atomic_t alt_hits;
+
+NOINLINE static void on_altstack(int sig)
+{
+	(void)sig;
+	void *p = malloc(2 << 20);
+	free(p);
+	p = malloc(64);
+	free(p);
+	alt_hits++;
+}
+
+static int run_smallstack(void)
+{
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setstacksize(&at, PTHREAD_STACK_MIN);
+	for (int k = 0; k < 50; k++) {
+		pthread_t t;
+		if (pthread_create(&t, &at, small_thread, NULL) != 0)
+			return 1;
+		pthread_join(t, NULL);
+	}
+	stack_t ss = {.ss_sp = malloc(ALT_STACK), .ss_size = ALT_STACK};
+	struct sigaction sa = {0};
+	sa.sa_handler = on_altstack;
+	sa.sa_flags = SA_ONSTACK;
+	if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
+		return 1;
+	for (int i = 0; i < 50; i++)
+		raise(SIGUSR1);
+	say("expect on_altstack 0 0 %d 100", 50 * ((2 << 20) + 64));
+	say("alt_hits=%d", (int)alt_hits);
+	say("dump=%d", rel_dump());
+	say("done=1");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "smallstack") == 0)
+		return run_smallstack();
 	if (argc > 1 && strcmp(argv[1], "threads") == 0)
 		return run_threads();
 	if (argc > 1 && strcmp(argv[1], "seccomp") == 0 && refuse_process_vm_readv() != 0) {

@@ -19,7 +19,10 @@ when a seccomp filter refuses that). At HEAPTAP_RATE=1:
     stacks walked step by step rather than through libunwind's per-thread
     frame cache) get whole stacks: allocator's caller, the thread function,
     and the estimate of their 8 MiB blocks is right to 2% (a block goes
-    unsampled with probability e^-16).
+    unsampled with probability e^-16);
+  * small stacks: threads with PTHREAD_STACK_MIN stacks, and a signal handler
+    on an 8 KiB sigaltstack, allocate (sampled) under heaptap as they do
+    without it; at rate 1 the handler's allocations are counted exactly.
 """
 import rlib  # noqa: I001
 import htlib
@@ -71,6 +74,27 @@ def body(ctx):
                           htlib.dump_stacks(prof, fn))
 
     threads_part(ctx, prog)
+    smallstack_part(ctx, prog)
+
+
+def smallstack_part(ctx, prog):
+    base = rlib.run(ctx, [prog, "smallstack"], preload=False, timeout=60)
+    ctx.check(base.returncode == 0 and base.values().get("done") == "1",
+              "smallstack without heaptap: runs to the end", base.transcript())
+    for rate in ("1", "524288"):
+        tag = "smallstack, rate %s: " % rate
+        d = ctx.tmpdir("unwind-small")
+        p = rlib.run(ctx, [prog, "smallstack"], outdir=d, env={"HEAPTAP_RATE": rate},
+                     timeout=60)
+        v = p.values()
+        ctx.check(p.returncode == 0 and v.get("alt_hits") == "50" and v.get("dump") == "0",
+                  tag + "PTHREAD_STACK_MIN threads and a handler on an 8 KiB sigaltstack "
+                  "allocate under heaptap", p.transcript())
+        finals = check_outdir(ctx, d, tag)
+        if rate == "1" and (p.pid, 1) in finals:
+            prof = ctx.decode(finals[(p.pid, 1)]["heap"])
+            htlib.compare_expects(ctx, prof, htlib.parse_expects(p.out), mode="leaf",
+                                  label=tag)
 
 
 def threads_part(ctx, prog):
