@@ -14,9 +14,18 @@
  *                           execs itself in place (same pid) as image 2, which
  *                           allocates in image2_alloc and dumps.
  *   rel_exec execfail       execv of a missing file fails; heaptap still works.
+ *   rel_exec daemon FILE    daemonize: fork, setsid, fork, chdir("/"),
+ *                           close_range(3, ~0); then a pipe (it takes the
+ *                           lowest free fds, which heaptap may have used
+ *                           before) holds a sentinel while the daemon
+ *                           allocates 100k times and dumps twice; the
+ *                           sentinel must read back intact. The daemon writes
+ *                           "sentinel=.. dumps=.. pid=.." to FILE; the
+ *                           parent waits for it and prints it.
  */
 #include "rel_common.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -201,6 +210,76 @@ static int mode_execfail(void)
 	return 0;
 }
 
+/* ----------------------------------------------------------- daemon mode */
+
+static NOINLINE void daemon_alloc(void **slots, int i)
+{
+	free(slots[i % 64]);
+	slots[i % 64] = malloc(16 + (size_t)(i % 500));
+}
+
+static int mode_daemon(const char *file)
+{
+	void *before[16];
+	for (int i = 0; i < 16; i++)
+		before[i] = malloc(1000);
+	pid_t c = fork();
+	if (c < 0)
+		return 1;
+	if (c == 0) {
+		setsid();
+		if (fork() != 0)
+			_exit(0);
+		if (chdir("/") != 0 || close_range(3, ~0U, 0) != 0)
+			_exit(3);
+		static const char sentinel[] = "heaptap-sentinel-0123456789";
+		int fds[2];
+		if (pipe(fds) != 0 ||
+		    write(fds[1], sentinel, sizeof(sentinel)) != (ssize_t)sizeof(sentinel))
+			_exit(4);
+		void *slots[64] = {0};
+		int dumps = 0;
+		for (int i = 0; i < 100000; i++) {
+			daemon_alloc(slots, i);
+			if (i == 50000 || i == 99999)
+				dumps += rel_dump() == 0;
+		}
+		char back[sizeof(sentinel)] = "";
+		ssize_t n = read(fds[0], back, sizeof(back));
+		int ok =
+		        n == (ssize_t)sizeof(sentinel) && memcmp(back, sentinel, sizeof(back)) == 0;
+		char line[128];
+		int len = snprintf(line, sizeof(line), "sentinel=%s dumps=%d pid=%d\n",
+		                   ok ? "intact" : "changed", dumps, (int)getpid());
+		char tmp[4096];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, line, (size_t)len) != len || close(fd) != 0 ||
+		    rename(tmp, file) != 0)
+			_exit(5);
+		_exit(0);
+	}
+	int st;
+	waitpid(c, &st, 0);
+	for (int i = 0; i < 16; i++)
+		free(before[i]);
+	for (int waited = 0; waited < 30000; waited += 10) {
+		FILE *f = fopen(file, "r");
+		if (f) {
+			char line[128] = "";
+			if (!fgets(line, sizeof(line), f))
+				line[0] = 0;
+			fclose(f);
+			line[strcspn(line, "\n")] = 0;
+			say("%s", line);
+			return 0;
+		}
+		rel_msleep(10);
+	}
+	say("daemon=timeout");
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	self = argv[0];
@@ -214,6 +293,8 @@ int main(int argc, char **argv)
 		return mode_execself(atoi(argv[2]));
 	if (argc >= 2 && strcmp(argv[1], "execfail") == 0)
 		return mode_execfail();
+	if (argc >= 3 && strcmp(argv[1], "daemon") == 0)
+		return mode_daemon(argv[2]);
 	fprintf(stderr, "usage: rel_exec spawn N | forkexec | execself 0 | execfail\n");
 	return 2;
 }

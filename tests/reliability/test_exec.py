@@ -11,6 +11,11 @@
   3. exec without fork (same pid) after a dump: the new image must not
      overwrite heaptap.<pid>.0001; its dump goes to another sequence number.
   4. a failed exec returns to the program and heaptap keeps working.
+  5. a daemon (fork, setsid, fork, chdir /, close_range(3, ~0)) keeps a
+     sentinel in a pipe on the lowest free fds while it allocates at rate 1
+     and dumps twice: the sentinel reads back intact (heaptap keeps no fd
+     that could have been closed under it and later written to), and the
+     daemon's dumps are under its own pid.
 """
 import os
 
@@ -97,6 +102,31 @@ def body(ctx):
         ctx.check(prof.anywhere_total("alloc_objects", "after_fail_alloc") == 50,
                   "execfail: allocations after the failed exec are all counted",
                   "got %d" % prof.anywhere_total("alloc_objects", "after_fail_alloc"))
+
+    # 5. a daemon that closes every fd and reuses the numbers
+    base_dir = ctx.tmpdir("exec-daemon-base")
+    b = Proc(ctx, [prog, "daemon", os.path.join(base_dir, "result")], preload=False,
+             stdin=False)
+    b.wait(60)
+    ctx.check(b.returncode == 0 and b.values().get("sentinel") == "intact",
+              "daemon without heaptap: the sentinel reads back", b.transcript())
+    d = ctx.tmpdir("exec-daemon")
+    res = os.path.join(ctx.tmpdir("exec-daemon-res"), "result")
+    p = Proc(ctx, [prog, "daemon", res], outdir=d, stdin=False, env={"HEAPTAP_RATE": "1"})
+    p.wait(60)
+    v = p.values()
+    ctx.check(p.returncode == 0 and v.get("sentinel") == "intact" and v.get("dumps") == "2",
+              "daemon (setsid, close_range, fd numbers reused): heaptap never touches the "
+              "daemon's pipe; both dumps written", p.transcript())
+    finals = check_outdir(ctx, d, "daemon: ")
+    gpid = int(v.get("pid", "0"))
+    ctx.check((gpid, 1) in finals and (gpid, 2) in finals,
+              "daemon: its dumps are under its own pid, from .0001", str(sorted(finals)))
+    if (gpid, 2) in finals:
+        prof = ctx.decode(finals[(gpid, 2)]["heap"])
+        ctx.check(prof.anywhere_total("alloc_objects", "daemon_alloc") == 100000,
+                  "daemon: all 100000 allocations counted",
+                  "got %d" % prof.anywhere_total("alloc_objects", "daemon_alloc"))
 
 
 if __name__ == "__main__":
