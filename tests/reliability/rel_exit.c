@@ -10,6 +10,9 @@
  *       i.e. usually while the dump is being written.
  *   rel_exit wait [N]
  *       Allocate, print "ready", then allocate until killed.
+ *   rel_exit doublefree [N]
+ *       Allocate, then free one block twice: glibc detects it and aborts
+ *       (glibc's tst-malloc-backtrace shape); heaptap must not hang that.
  */
 #include "rel_common.h"
 
@@ -60,8 +63,8 @@ static void *exit_thread(void *arg)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr,
-		        "usage: rel_exit return|exit|_exit|abort|thread|sigdump D|wait [N]\n");
+		fprintf(stderr, "usage: rel_exit return|exit|_exit|abort|thread|sigdump "
+		                "D|wait|doublefree [N]\n");
 		return 2;
 	}
 	const char *how = argv[1];
@@ -97,5 +100,12 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(how, "wait") == 0)
 		alloc_forever((void *)(uintptr_t)5);
+	if (strcmp(how, "doublefree") == 0) {
+		void *volatile p = malloc(64);
+		free(p);
+		free(p);
+		say("survived");
+		return 3;
+	}
 	return 2;
 }

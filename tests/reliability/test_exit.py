@@ -3,7 +3,8 @@
 
 With HEAPTAP_AT_EXIT=1 and HEAPTAP_RATE=1, each program allocates ~3000
 blocks from many distinct stacks (so a dump has real work), then:
-return from main, exit(0), _exit(0), abort(), exit(0) from another thread
+return from main, exit(0), _exit(0), abort(), a double free (glibc aborts),
+exit(0) from another thread
 while three threads allocate, and exit(0) 0-50 ms after raising the dump
 signal (exit during a dump); plus SIGTERM and SIGKILL during a dump. Each
 must end promptly with its usual status, and every file under a final name
@@ -43,6 +44,10 @@ def body(ctx):
     one(ctx, prog, ["exit"], 0, "exit()", at_exit_file=True)
     one(ctx, prog, ["_exit"], 0, "_exit()", at_exit_file=False)
     one(ctx, prog, ["abort"], -signal.SIGABRT, "abort()", at_exit_file=False)
+    for rate in ("1", "524288"):
+        one(ctx, prog, ["doublefree"], -signal.SIGABRT,
+            "double free (glibc aborts), rate %s" % rate, at_exit_file=False,
+            env={"HEAPTAP_RATE": rate})
     for i in range(rlib.scale(3, 30)):
         one(ctx, prog, ["thread"], 0, "exit() from a thread #%d" % (i + 1), at_exit_file=True)
     delays = [0, 1, 3, 5, 10, 20, 50] * rlib.scale(1, 10)
