@@ -17,7 +17,8 @@
  * `seccomp` as argument, a seccomp filter makes process_vm_readv trap first
  * (SIGSYS, counted; the call fails), so heaptap's second way of checking is
  * the one used.
- * With `threads` or `smallstack`: see run_threads and run_smallstack below.
+ * With `threads`, `smallstack` or `getattr`: see run_threads, run_smallstack
+ * and run_getattr below.
  * Prints "expect <fn> <inuse bytes> <objects> <alloc bytes> <objects>" lines,
  * dump=, and done=1.
  */
@@ -27,6 +28,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <ucontext.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
@@ -192,8 +194,51 @@ static int run_smallstack(void)
 	return 0;
 }
 
+/* "getattr": 8 threads and the main thread call pthread_getattr_np on
+ * themselves in a loop while allocating (ddprof's pthread_deadlock test
+ * shape: glibc allocates inside it, for the main thread while reading
+ * /proc/self/maps, and an unwinder that asked for stack bounds there
+ * deadlocked). Prints getattr_failures=. */
+static _Atomic int getattr_failures;
+
+NOINLINE static void getattr_round(int i)
+{
+	pthread_attr_t a;
+	void *p = malloc(32 + (size_t)(i % 200));
+	if (pthread_getattr_np(pthread_self(), &a) != 0)
+		atomic_fetch_add(&getattr_failures, 1);
+	else
+		pthread_attr_destroy(&a);
+	free(p);
+}
+
+static void *getattr_thread(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2000; i++)
+		getattr_round(i);
+	return NULL;
+}
+
+static int run_getattr(void)
+{
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++)
+		if (pthread_create(&t[i], NULL, getattr_thread, NULL) != 0)
+			return 1;
+	for (int i = 0; i < 200; i++)
+		getattr_round(i);
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	say("getattr_failures=%d", atomic_load(&getattr_failures));
+	say("done=1");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "getattr") == 0)
+		return run_getattr();
 	if (argc > 1 && strcmp(argv[1], "smallstack") == 0)
 		return run_smallstack();
 	if (argc > 1 && strcmp(argv[1], "threads") == 0)

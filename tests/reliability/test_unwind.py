@@ -22,7 +22,10 @@ when a seccomp filter refuses that). At HEAPTAP_RATE=1:
     unsampled with probability e^-16);
   * small stacks: threads with PTHREAD_STACK_MIN stacks, and a signal handler
     on an 8 KiB sigaltstack, allocate (sampled) under heaptap as they do
-    without it; at rate 1 the handler's allocations are counted exactly.
+    without it; at rate 1 the handler's allocations are counted exactly;
+  * threads that call pthread_getattr_np (which allocates, for the main
+    thread while reading /proc/self/maps) while sampled finish (ddprof's
+    pthread_deadlock shape).
 """
 import rlib  # noqa: I001
 import htlib
@@ -75,6 +78,14 @@ def body(ctx):
 
     threads_part(ctx, prog)
     smallstack_part(ctx, prog)
+    for rate in ("1", "524288"):
+        p = rlib.run(ctx, [prog, "getattr"], env={"HEAPTAP_RATE": rate},
+                     outdir=ctx.tmpdir("unwind-getattr"), timeout=60)
+        v = p.values()
+        ctx.check(p.returncode == 0 and v.get("done") == "1" and
+                  v.get("getattr_failures") == "0",
+                  "getattr, rate %s: 9 threads calling pthread_getattr_np while sampled "
+                  "finish (no deadlock)" % rate, p.transcript())
 
 
 def smallstack_part(ctx, prog):
