@@ -234,11 +234,9 @@ static void test_build_id_file(void **state)
 static void test_module_from_memory(void **state)
 {
 	(void)state;
-	void *h = dlopen("libz.so.1", RTLD_NOW);
-	assert_non_null(h);
-	struct link_map *lm = NULL;
-	assert_int_equal(dlinfo(h, RTLD_DI_LINKMAP, &lm), 0);
-	uintptr_t fn = (uintptr_t)dlsym(h, "zlibVersion");
+	struct link_map *lm;
+	uintptr_t fn;
+	void *h = unit_open_libz(&lm, &fn);
 
 	struct ht_module mod;
 	assert_int_equal(ht_module_from_memory(lm->l_name, lm->l_addr, &mod), 0);
@@ -288,10 +286,8 @@ static void test_module_from_memory(void **state)
 static void test_mapped_by_hand(void **state)
 {
 	(void)state;
-	void *h = dlopen("libz.so.1", RTLD_NOW);
-	assert_non_null(h);
-	struct link_map *lm = NULL;
-	assert_int_equal(dlinfo(h, RTLD_DI_LINKMAP, &lm), 0);
+	struct link_map *lm;
+	void *h = unit_open_libz(&lm, NULL);
 	struct ht_module z;
 	assert_int_equal(ht_module_from_memory(lm->l_name, lm->l_addr, &z), 0);
 

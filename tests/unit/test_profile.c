@@ -720,12 +720,9 @@ static void test_threads(void **state)
 static void test_gone_module(void **state)
 {
 	(void)state;
-	void *h = dlopen("libz.so.1", RTLD_NOW);
-	assert_non_null(h);
-	struct link_map *lm = NULL;
-	assert_int_equal(dlinfo(h, RTLD_DI_LINKMAP, &lm), 0);
-	uintptr_t fn = (uintptr_t)dlsym(h, "zlibVersion");
-	assert_true(fn != 0);
+	struct link_map *lm;
+	uintptr_t fn;
+	void *h = unit_open_libz(&lm, &fn);
 
 	struct ht_module real;
 	assert_int_equal(ht_module_from_memory(lm->l_name, lm->l_addr, &real), 0);

@@ -1,6 +1,6 @@
 /*
  * unit_util.h - small helpers shared by the cmocka unit tests (include after
- * cmocka.h, stdio.h and limits.h).
+ * cmocka.h, stdio.h, limits.h, dlfcn.h and link.h).
  */
 #ifndef HT_UNIT_UTIL_H
 #define HT_UNIT_UTIL_H
@@ -22,6 +22,22 @@ static void readelf_build_id(const char *path, char *out, size_t n)
 		}
 	}
 	pclose(f);
+}
+
+/* libz, loaded (heaptap links it, so it is mapped already): its handle, its
+ * link-map entry and, when fn is not NULL, the address of one of its
+ * functions. Close the handle with dlclose. */
+static inline void *unit_open_libz(struct link_map **lm, uintptr_t *fn)
+{
+	void *h = dlopen("libz.so.1", RTLD_NOW);
+	assert_non_null(h);
+	*lm = NULL;
+	assert_int_equal(dlinfo(h, RTLD_DI_LINKMAP, lm), 0);
+	if (fn) {
+		*fn = (uintptr_t)dlsym(h, "zlibVersion");
+		assert_true(*fn != 0);
+	}
+	return h;
 }
 
 #endif
