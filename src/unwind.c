@@ -158,7 +158,7 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
 
 int ht_unwind_refuses_pipe(void)
 {
-	return atomic_load_explicit(&refuse_pipe, memory_order_relaxed) && ht_tls.busy;
+	return atomic_load_explicit(&refuse_pipe, memory_order_relaxed);
 }
 
 int ht_unwind_init(void)

@@ -30,8 +30,9 @@ int ht_unwind_init(void);
  * once. Call with the thread busy. */
 unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact);
 
-/* Nonzero when a pipe2() call comes from libunwind's one-time set-up inside
- * ht_unwind_init: that pipe is refused (see unwind.c). */
+/* Nonzero while ht_unwind_init runs libunwind's one-time set-up: a pipe2()
+ * call made inside heaptap (thread busy) then is libunwind's, and is refused
+ * (see unwind.c). The caller checks that the thread is busy. */
 int ht_unwind_refuses_pipe(void);
 
 /* Forget cached unwind info and known-readable pages (after dlclose). */
