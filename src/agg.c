@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -50,25 +51,48 @@ static inline unsigned ht_agg_hash(const void *key, size_t len)
 
 static pthread_mutex_t agg_mutex = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(const void *) agg_owner; /* &ht_tls of the holder */
+static sigset_t held_mask;              /* the holder's signal mask before */
+
+/* Every signal is blocked while the lock is held: a handler that
+ * siglongjmps out of a program thread holding it would leave it held for
+ * good (every later dump waits for it), and the tables half-updated.
+ * Holders are few and brief (a drain, a snapshot), so the two syscalls do
+ * not show. */
+static void block_all(sigset_t *old)
+{
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, old);
+}
 
 void ht_agg_lock(void)
 {
+	sigset_t old;
+	block_all(&old);
 	pthread_mutex_lock(&agg_mutex);
+	held_mask = old;
 	atomic_store_explicit(&agg_owner, &ht_tls, memory_order_relaxed);
 }
 
 int ht_agg_trylock(void)
 {
-	if (pthread_mutex_trylock(&agg_mutex) != 0)
+	sigset_t old;
+	block_all(&old);
+	if (pthread_mutex_trylock(&agg_mutex) != 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		return -EBUSY;
+	}
+	held_mask = old;
 	atomic_store_explicit(&agg_owner, &ht_tls, memory_order_relaxed);
 	return 0;
 }
 
 void ht_agg_unlock(void)
 {
+	sigset_t old = held_mask;
 	atomic_store_explicit(&agg_owner, NULL, memory_order_relaxed);
 	pthread_mutex_unlock(&agg_mutex);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int ht_agg_lock_is_mine(void)
@@ -290,7 +314,9 @@ int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n)
 			continue;
 		row_from(&r[k++], s);
 	}
-	if (overflow_samples)
+	/* Samples that did not fit the table, and samples whose stack could not
+	 * be walked at all: one "[unknown stack]" row, so their weight counts. */
+	if (round_nonneg(overflow_stack.an) != 0 || round_nonneg(overflow_stack.in) != 0)
 		row_from(&r[k++], &overflow_stack);
 	*rows = r;
 	*n = k;
@@ -430,6 +456,11 @@ void ht_agg_retire_module(uintptr_t start, uintptr_t limit, int32_t gone)
 
 void ht_agg_atfork_child(void)
 {
+	/* Held across fork() by the forking thread (see init.c): its signal
+	 * mask comes back with the lock. */
+	bool mine = ht_agg_lock_is_mine();
 	pthread_mutex_init(&agg_mutex, NULL);
 	atomic_store(&agg_owner, NULL);
+	if (mine)
+		pthread_sigmask(SIG_SETMASK, &held_mask, NULL);
 }

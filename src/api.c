@@ -10,10 +10,11 @@
 #include "addrset.h"
 #include "agg.h"
 #include "core.h"
-#include "flusher.h"
+#include "dump.h"
 #include "mem.h"
 #include "thread.h"
 #include "tls.h"
+#include "track.h"
 
 #include <errno.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 
 static int ready(void)
 {
+	if (!ht_track_recover(&ht_tls))
+		return -EDEADLK; /* called from inside heaptap: a signal handler */
 	int st = ht_init();
 	if (st == HT_READY)
 		return 0;

@@ -26,6 +26,8 @@ struct ht_core {
 	_Atomic uint64_t samples_reaped; /* samples of threads already gone */
 	_Atomic uint64_t dropped_samples;
 	_Atomic uint64_t dropped_events;
+	_Atomic uint64_t small_stack_samples; /* taken without a stack: no room */
+	_Atomic uint64_t busy_resets;         /* busy sections left by a siglongjmp */
 	_Atomic uint64_t dumps;
 	_Atomic uint64_t dump_failures;
 	_Atomic unsigned seq; /* last dump sequence number used */

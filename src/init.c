@@ -11,11 +11,16 @@
 #include "core.h"
 
 #include "addrset.h"
+#include "agg.h"
+#include "dump.h"
 #include "flusher.h"
+#include "loader.h"
 #include "log.h"
 #include "mem.h"
 #include "options.h"
 #include "real.h"
+#include "signals.h"
+#include "stack.h"
 #include "thread.h"
 #include "tls.h"
 #include "unwind.h"
@@ -30,15 +35,42 @@ __thread struct ht_tls ht_tls __attribute__((tls_model("initial-exec")));
 struct ht_core ht_core = {.rate = HT_DEFAULT_RATE};
 static _Atomic pid_t init_tid;
 
+/* fork() from a signal handler can nest inside another fork() on the same
+ * thread (the signal lands while the outer fork is between its prepare and
+ * parent handlers: glibc's tst-mallocfork2 shape), or interrupt heaptap
+ * holding the aggregation lock. A lock this thread already holds is never
+ * taken again (that would wait for itself), and only the outermost fork
+ * releases what it took. Forks of different threads serialise on the
+ * loader's lock, so the statics below are only touched by its holder. */
+static _Atomic(const void *) fork_owner;
+static unsigned fork_nested;
+static bool fork_took_agg;
+
 static void atfork_prepare(void)
 {
 	ht_busy_enter(&ht_tls);
-	ht_flusher_atfork_prepare();
+	if (atomic_load_explicit(&fork_owner, memory_order_relaxed) == &ht_tls) {
+		fork_nested++;
+		return;
+	}
+	ht_loader_atfork_prepare();
+	atomic_store_explicit(&fork_owner, &ht_tls, memory_order_relaxed);
+	fork_nested = 0;
+	fork_took_agg = !ht_agg_lock_is_mine();
+	if (fork_took_agg)
+		ht_agg_lock();
 }
 
 static void atfork_parent(void)
 {
-	ht_flusher_atfork_parent();
+	if (fork_nested) {
+		fork_nested--;
+	} else {
+		if (fork_took_agg)
+			ht_agg_unlock();
+		atomic_store_explicit(&fork_owner, NULL, memory_order_relaxed);
+		ht_loader_atfork_parent();
+	}
 	ht_busy_exit(&ht_tls);
 }
 
@@ -47,10 +79,17 @@ static void atfork_child(void)
 	ht_core.pid = getpid();
 	ht_mem_atfork_child();
 	ht_thread_atfork_child();
-	ht_flusher_atfork_child();
+	/* The tables were consistent at fork (the lock was held); a dump in
+	 * progress died with its thread. */
+	ht_agg_atfork_child();
+	ht_loader_atfork_child();
+	atomic_store(&fork_owner, NULL);
+	fork_nested = 0;
+	ht_dump_atfork_child();
 	/* A child that dumps writes under its own pid, from sequence 1. */
 	atomic_store(&ht_core.seq, 0);
 	ht_busy_exit(&ht_tls);
+	ht_flusher_atfork_child();
 }
 
 /* Table size: room for about 8 GiB of sampled live heap at the given rate
@@ -85,10 +124,11 @@ static int init_slow(void)
 		return HT_INERT;
 	}
 	ht_unwind_init();
+	ht_stack_init();
 	ht_signal_setup();
+	ht_thread_watch_main();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-	if (ht_opt.interval_ms)
-		atomic_store(&ht_flusher_want, true);
+	ht_flusher_note_need();
 	return HT_READY;
 }
 
@@ -116,10 +156,21 @@ int ht_init(void)
 	return st;
 }
 
+/* heaptap's thread starts here, once the program's constructors have run
+ * (those of libraries loaded before heaptap's included), when a dump trigger
+ * needs it. */
 __attribute__((constructor)) static void ht_ctor(void)
 {
-	ht_init();
+	if (ht_init() != HT_READY)
+		return;
+	ht_thread_watch_main();
+	struct ht_tls *t = &ht_tls;
+	ht_busy_enter(t);
+	ht_unwind_note_allocators();
+	ht_busy_exit(t);
 	atomic_store(&ht_core.ctor_done, true);
+	if (ht_flusher_wanted())
+		ht_flusher_start();
 }
 
 __attribute__((destructor)) static void ht_dtor(void)

@@ -404,7 +404,11 @@ int ht_maps_parse(struct ht_maps *maps, const char *text, size_t len, const char
 int ht_maps_read(struct ht_maps *maps)
 {
 	memset(maps, 0, sizeof(*maps));
-	int fd = open_ro("/proc/self/maps");
+	/* thread-self: once the main thread has called pthread_exit, the
+	 * process's /proc/self/maps reads empty (the leader has no mm left). */
+	int fd = open_ro("/proc/thread-self/maps");
+	if (fd < 0)
+		fd = open_ro("/proc/self/maps");
 	if (fd < 0)
 		return fd;
 	size_t cap = 64 << 10, len = 0;
@@ -433,7 +437,9 @@ int ht_maps_read(struct ht_maps *maps)
 	close(fd);
 
 	char exe[512];
-	ssize_t el = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	ssize_t el = readlink("/proc/thread-self/exe", exe, sizeof(exe) - 1);
+	if (el < 0)
+		el = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	exe[el > 0 ? el : 0] = 0;
 	if (!err)
 		err = ht_maps_parse(maps, buf, len, exe, true);

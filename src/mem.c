@@ -15,6 +15,8 @@
  */
 #include "mem.h"
 
+#include "tls.h"
+
 #include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -34,8 +36,13 @@ uintptr_t ht_mem_lo = 1, ht_mem_hi = 1; /* empty range until reserved */
 static _Alignas(16) char fallback[64 << 10];
 static _Atomic size_t fallback_used;
 
+/* The owner is noted so that a thread whose busy section was abandoned (a
+ * siglongjmp out of a signal handler that interrupted it) can release what
+ * it held: every locked section below publishes with one pointer store, so
+ * the lists stay whole. */
 struct spin {
 	atomic_flag f;
+	_Atomic(const void *) owner; /* &ht_tls of the holder */
 };
 
 static void spin_lock(struct spin *s)
@@ -47,11 +54,19 @@ static void spin_lock(struct spin *s)
 			n = 0;
 		}
 	}
+	atomic_store_explicit(&s->owner, &ht_tls, memory_order_relaxed);
 }
 
 static void spin_unlock(struct spin *s)
 {
+	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
 	atomic_flag_clear_explicit(&s->f, memory_order_release);
+}
+
+static void spin_release_mine(struct spin *s)
+{
+	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == &ht_tls)
+		spin_unlock(s);
 }
 
 static bool spin_held(struct spin *s)
@@ -397,4 +412,11 @@ void ht_mem_atfork_child(void)
 		M.dirty_bytes = 0;
 		atomic_flag_clear(&M.run_lock.f);
 	}
+}
+
+void ht_mem_release_mine(void)
+{
+	for (unsigned c = 0; c < NCLASSES; c++)
+		spin_release_mine(&M.lock[c]);
+	spin_release_mine(&M.run_lock);
 }

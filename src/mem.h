@@ -39,4 +39,8 @@ static inline bool ht_mem_owns(const void *p)
 /* Fork child: any size class whose lock was held at fork time is abandoned. */
 void ht_mem_atfork_child(void);
 
+/* Release the locks the calling thread holds: its busy section was
+ * abandoned (a siglongjmp out of a signal handler). */
+void ht_mem_release_mine(void);
+
 #endif

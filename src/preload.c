@@ -14,6 +14,8 @@
 #include "agg.h"
 #include "core.h"
 #include "flusher.h"
+#include "loader.h"
+#include "signals.h"
 #include "mem.h"
 #include "profile.h"
 #include "real.h"
@@ -150,12 +152,13 @@ EXPORT void *calloc(size_t n, size_t s)
  * before the real call (so its address, once freed, can be sampled again by
  * another thread without confusion) and put back if the call fails. glibc's
  * realloc(p, 0) frees p and returns NULL: that is a free. */
-static void *realloc_common(void *p, size_t n, size_t s, size_t total, int array, uintptr_t ra)
+static void *realloc_common(void *p, size_t n, uintptr_t ra)
 {
 	if (UNLIKELY(ht_mem_owns(p))) {
-		if (array)
-			return internal_result(ht_mem_realloc(p, total));
-		return ht_mem_realloc(p, total);
+		void *q = ht_mem_realloc(p, n);
+		if (!q && n)
+			errno = ENOMEM;
+		return q;
 	}
 	uint64_t id = 0;
 	int had = 0;
@@ -163,18 +166,18 @@ static void *realloc_common(void *p, size_t n, size_t s, size_t total, int array
 		had = ht_track_forget(p, &id);
 	struct ht_tls *t = &ht_tls;
 	void *q;
-	if (LIKELY(!hit(t, total))) {
-		q = array ? ht_real.reallocarray(p, n, s) : ht_real.realloc(p, n);
+	if (LIKELY(!hit(t, n))) {
+		q = ht_real.realloc(p, n);
 	} else {
 		int mode = ht_track_enter(t);
 		if (mode == HT_MODE_INTERNAL && !p)
-			return internal_result(ht_mem_alloc(total));
-		q = array ? ht_real.reallocarray(p, n, s) : ht_real.realloc(p, n);
+			return internal_result(ht_mem_alloc(n));
+		q = ht_real.realloc(p, n);
 		if (mode == HT_MODE_FORWARD)
-			ht_track_alloc(t, q, total, ra);
+			ht_track_alloc(t, q, n, ra);
 	}
 	if (UNLIKELY(had)) {
-		if (q || total == 0)
+		if (q || n == 0)
 			ht_track_free_event(id);
 		else
 			ht_track_restore(p, id);
@@ -184,9 +187,12 @@ static void *realloc_common(void *p, size_t n, size_t s, size_t total, int array
 
 EXPORT void *realloc(void *p, size_t n)
 {
-	return realloc_common(p, n, 0, n, 0, RA());
+	return realloc_common(p, n, RA());
 }
 
+/* glibc's reallocarray is an overflow check and a call to realloc through
+ * its PLT, which would reach the wrapper above a second time: the check is
+ * made here and the realloc path taken once. */
 EXPORT void *reallocarray(void *p, size_t n, size_t s)
 {
 	size_t total;
@@ -194,9 +200,7 @@ EXPORT void *reallocarray(void *p, size_t n, size_t s)
 		errno = ENOMEM;
 		return NULL; /* glibc: overflow leaves the block untouched */
 	}
-	if (!ht_real.reallocarray)
-		return realloc_common(p, total, 0, total, 0, RA());
-	return realloc_common(p, n, s, total, 1, RA());
+	return realloc_common(p, total, RA());
 }
 
 /* ------------------------------------------------------- aligned families */
@@ -314,46 +318,16 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)
 
 /* ------------------------------------------------------------------ loader */
 
-/* Before a library can go away, note its mapping and build ID, so samples
- * taken inside it keep their names; after, drop libunwind's cached unwind
- * info for it (libunwind 1.6 does not watch dlclose on x86-64). */
 EXPORT int dlclose(void *handle)
 {
-	struct ht_tls *t = &ht_tls;
 	if (UNLIKELY(!ht_real.dlclose)) {
 		ht_init();
 		if (!ht_real.dlclose)
 			return -1;
 	}
-	/* dlclose is declared nonnull, but programs do pass NULL (it fails
-	 * with an error): never hand NULL to dlinfo. */
-	void *volatile h = handle;
-	if (atomic_load(&ht_core.state) == HT_READY && !t->busy && h) {
-		int saved = errno;
-		ht_busy_enter(t);
-		struct link_map *lm = NULL;
-		if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) == 0 && lm && lm->l_name &&
-		    lm->l_name[0]) {
-			struct ht_module m;
-			int gi;
-			if (ht_module_from_memory(lm->l_name, lm->l_addr, &m) == 0 &&
-			    (gi = ht_modules_note_gone(&m)) >= 0) {
-				ht_agg_lock();
-				ht_agg_retire_module(m.start, m.limit, gi);
-				ht_agg_unlock();
-			}
-		}
-		ht_busy_exit(t);
-		errno = saved;
-	}
+	ht_loader_before_dlclose(handle);
 	int r = ht_real.dlclose(handle);
-	if (atomic_load(&ht_core.state) == HT_READY) {
-		int saved = errno;
-		ht_busy_enter(t);
-		ht_unwind_flush();
-		ht_busy_exit(t);
-		errno = saved;
-	}
+	ht_loader_after_dlclose();
 	return r;
 }
 
@@ -381,9 +355,9 @@ EXPORT int pipe2(int fds[2], int flags)
 
 /* ----------------------------------------------------------------- signals */
 
-/* heaptap never takes a handler from the program: when the program installs
- * its own for heaptap's dump signal, heaptap steps aside and says so. */
-EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+/* The dump signal's disposition is shown to the program as it would be
+ * without heaptap (signal.c); every other signal goes straight through. */
+static int resolve_signals(void)
 {
 	if (UNLIKELY(!ht_real.sigaction)) {
 		ht_init();
@@ -392,23 +366,98 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 			return -1;
 		}
 	}
-	if (act && UNLIKELY(ht_signal_is_ours(sig)))
-		ht_signal_note_app_handler(sig, (act->sa_flags & SA_SIGINFO)
-		                                        ? (const void *)act->sa_sigaction
-		                                        : (const void *)act->sa_handler);
+	return 0;
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (resolve_signals() != 0)
+		return -1;
+	if (UNLIKELY(ht_signal_watched(sig)))
+		return ht_signal_action(sig, act, old);
 	return ht_real.sigaction(sig, act, old);
 }
 
 EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
 {
-	if (UNLIKELY(!ht_real.signal)) {
+	if (resolve_signals() != 0 || !ht_real.signal)
+		return SIG_ERR;
+	if (UNLIKELY(ht_signal_watched(sig)))
+		return ht_signal_bsd(sig, handler);
+	return ht_real.signal(sig, handler);
+}
+
+EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t handler)
+{
+	return signal(sig, handler);
+}
+
+EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
+{
+	if (resolve_signals() != 0 || !ht_real.sysv_signal)
+		return SIG_ERR;
+	if (UNLIKELY(ht_signal_watched(sig)))
+		return ht_signal_sysv(sig, handler);
+	return ht_real.sysv_signal(sig, handler);
+}
+
+EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t handler)
+{
+	return sysv_signal(sig, handler);
+}
+
+EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
+{
+	if (resolve_signals() != 0 || !ht_real.sigset)
+		return SIG_ERR;
+	if (UNLIKELY(ht_signal_watched(sig)))
+		return ht_signal_sigset(sig, disp);
+	return ht_real.sigset(sig, disp);
+}
+
+/* ------------------------------------------------------------- namespaces */
+
+/* Joining or making a user namespace needs a single-threaded caller; heaptap's
+ * own thread must not be what makes the program fail (unshare --user). When
+ * the call fails with EINVAL while that thread runs, it is stopped, the call
+ * made again, and the thread started again. */
+static long call_unshare(long flags, long unused)
+{
+	(void)unused;
+	return ht_real.unshare((int)flags);
+}
+
+static long call_setns(long fd, long nstype)
+{
+	return ht_real.setns((int)fd, (int)nstype);
+}
+
+EXPORT int unshare(int flags)
+{
+	if (UNLIKELY(!ht_real.unshare)) {
 		ht_init();
-		if (!ht_real.signal) {
+		if (!ht_real.unshare) {
 			errno = ENOSYS;
-			return SIG_ERR;
+			return -1;
 		}
 	}
-	if (UNLIKELY(ht_signal_is_ours(sig)))
-		ht_signal_note_app_handler(sig, (const void *)handler);
-	return ht_real.signal(sig, handler);
+	int r = ht_real.unshare(flags);
+	if (r == -1 && errno == EINVAL)
+		r = (int)ht_flusher_call_alone(call_unshare, flags, 0);
+	return r;
+}
+
+EXPORT int setns(int fd, int nstype)
+{
+	if (UNLIKELY(!ht_real.setns)) {
+		ht_init();
+		if (!ht_real.setns) {
+			errno = ENOSYS;
+			return -1;
+		}
+	}
+	int r = ht_real.setns(fd, nstype);
+	if (r == -1 && errno == EINVAL)
+		r = (int)ht_flusher_call_alone(call_setns, fd, nstype);
+	return r;
 }

@@ -543,6 +543,10 @@ static size_t stack_ids(struct builder *b, const uintptr_t *pcs, uint32_t depth,
 	}
 	size_t n = 0;
 	for (uint32_t i = 0; i < depth && !b->err; i++) {
+		if (pcs[i] == HT_PC_NOT_TAKEN) {
+			b->ids[n++] = synthetic(b, HT_NOT_TAKEN_NAME) + 1;
+			continue;
+		}
 		uintptr_t pc = pcs[i] & ~(uintptr_t)HT_SYNTH_KEY;
 		/* The same address in two modules (one unloaded, another loaded
 		 * there since) is two locations. */

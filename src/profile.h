@@ -15,6 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A pc that stands for the rest of a stack heaptap did not walk (too little
+ * room on the stack the allocation was made on): written as a frame named
+ * HT_NOT_TAKEN_NAME, so the sample keeps its weight. */
+#define HT_PC_NOT_TAKEN   ((uintptr_t)1)
+#define HT_NOT_TAKEN_NAME "[stack not taken: small stack]"
+
 /* One heap profile sample: a distinct (stack, allocation size). */
 struct ht_heap_row {
 	const uintptr_t *pcs; /* return addresses, caller of the allocator first */

@@ -89,7 +89,6 @@ int ht_real_init(void)
 		RESOLVE(valloc, "valloc");
 		RESOLVE(pvalloc, "pvalloc");
 	}
-	RESOLVE(reallocarray, "reallocarray");
 	RESOLVE(posix_memalign, "posix_memalign");
 	RESOLVE(aligned_alloc, "aligned_alloc");
 	RESOLVE(malloc_usable_size, "malloc_usable_size");
@@ -99,6 +98,10 @@ int ht_real_init(void)
 	RESOLVE(dlclose, "dlclose");
 	RESOLVE(sigaction, "sigaction");
 	RESOLVE(signal, "signal");
+	RESOLVE(sysv_signal, "sysv_signal");
+	RESOLVE(sigset, "sigset");
+	RESOLVE(unshare, "unshare");
+	RESOLVE(setns, "setns");
 	RESOLVE(pipe2, "pipe2");
 	return 0;
 }

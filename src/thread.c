@@ -10,7 +10,10 @@
 #include "log.h"
 #include "mem.h"
 #include "options.h"
+#include "profile.h"
+#include "stack.h"
 #include "tls.h"
+#include "track.h"
 #include "unwind.h"
 
 #include <errno.h>
@@ -32,6 +35,14 @@ static _Atomic bool main_pushed;
 
 #define MAX_OWN 4
 static _Atomic pid_t own_tids[MAX_OWN];
+
+/* The program's threads heaptap knows to be alive: the main thread, and
+ * those started through its pthread_create, until their start routine or
+ * the main thread's pthread_exit is over. Zero tells heaptap's thread to
+ * look whether it is alone in the process (flusher.c). */
+static _Atomic int program_threads = 1;
+static pthread_key_t main_key;
+static _Atomic bool main_watched;
 
 static pid_t sys_gettid(void)
 {
@@ -68,6 +79,7 @@ static void main_push_once(void)
 	atomic_store(&m->tid, ht_core.pid);
 	atomic_store(&m->launched, 1);
 	atomic_store(&m->state, HT_THR_RUNNING);
+	ht_stack_note_main(m);
 	registry_push(m);
 }
 
@@ -108,18 +120,52 @@ int ht_thread_ring(struct ht_thread *th)
 	return r;
 }
 
+static void program_thread_ended(void)
+{
+	if (atomic_fetch_sub(&program_threads, 1) == 1)
+		ht_flusher_kick();
+}
+
 static void thread_exited(void *arg)
 {
 	struct ht_thread *th = arg;
 	atomic_store_explicit(&th->state, HT_THR_EXITED, memory_order_release);
+	program_thread_ended();
 }
 
-static void *thread_start(void *arg)
+/* The main thread's key destructor: it ran pthread_exit, or was cancelled
+ * (glibc runs key destructors then, not when main returns). */
+static void main_ended(void *value)
+{
+	(void)value;
+	program_thread_ended();
+}
+
+void ht_thread_watch_main(void)
+{
+	if (sys_gettid() != getpid() || atomic_exchange(&main_watched, true))
+		return;
+	if (pthread_key_create(&main_key, main_ended) != 0 ||
+	    pthread_setspecific(main_key, (void *)1) != 0)
+		return;
+}
+
+int ht_thread_program_alive(void)
+{
+	return atomic_load_explicit(&program_threads, memory_order_relaxed);
+}
+
+/* In heaptap's own text section, so that stacks leave it out even when
+ * heaptap is linked into the program (unwind.c). */
+HT_OWN_TEXT static void *thread_start(void *arg)
 {
 	struct ht_thread *th = arg;
 	struct ht_tls *t = &ht_tls;
 	atomic_store(&th->tid, sys_gettid());
 	t->thr = th;
+	ht_busy_enter(t);
+	ht_stack_note_bounds(th);
+	ht_busy_exit(t);
 	int expect = HT_THR_STARTING;
 	atomic_compare_exchange_strong(&th->state, &expect, HT_THR_RUNNING);
 	void *ret;
@@ -130,12 +176,25 @@ static void *thread_start(void *arg)
 	return ret;
 }
 
+struct capture {
+	uintptr_t *out;
+	unsigned max;
+	uintptr_t ra;
+	unsigned depth;
+};
+
+static void capture_on_stack(void *arg)
+{
+	struct capture *c = arg;
+	c->depth = ht_unwind_capture(c->out, c->max, c->ra, false);
+}
+
 int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),
                      pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg,
                      uintptr_t ra)
 {
 	struct ht_tls *t = &ht_tls;
-	if (atomic_load(&ht_core.state) != HT_READY || t->busy)
+	if (atomic_load(&ht_core.state) != HT_READY || !ht_track_recover(t))
 		return real(thread, attr, fn, arg);
 	ht_busy_enter(t);
 	main_push_once();
@@ -156,13 +215,26 @@ int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(
 	th->from_create = true;
 	th->fn = fn;
 	th->arg = arg;
-	th->depth = ht_unwind_capture(th->pcs, depth, ra, false);
+	/* Walked on heaptap's stack: the creator may run on a small one. */
+	struct capture c = {th->pcs, depth, ra, 0};
+	struct ht_thread *me = ht_thread_self();
+	if (!me) {
+		capture_on_stack(&c);
+	} else if (!ht_stack_run(me, capture_on_stack, &c)) {
+		th->pcs[0] = ra;
+		th->pcs[1] = HT_PC_NOT_TAKEN;
+		c.depth = 2;
+		atomic_fetch_add_explicit(&ht_core.small_stack_samples, 1, memory_order_relaxed);
+	}
+	th->depth = c.depth;
 	atomic_store(&th->state, HT_THR_STARTING);
 	registry_push(th);
 	ht_busy_exit(t);
+	atomic_fetch_add(&program_threads, 1);
 	int r = real(thread, attr, thread_start, th);
 	if (r != 0) {
 		atomic_store(&th->state, HT_THR_DEAD);
+		atomic_fetch_sub(&program_threads, 1);
 		return r;
 	}
 	atomic_store_explicit(&th->launched, 1, memory_order_release);
@@ -229,6 +301,7 @@ void ht_thread_reap(void (*drain)(struct ht_thread *))
 			}
 		}
 		ht_ring_destroy(&th->ring);
+		ht_stack_release(th);
 		ht_mem_free(th);
 		th = next;
 	}
@@ -248,6 +321,8 @@ void ht_thread_atfork_child(void)
 	}
 	for (unsigned i = 0; i < MAX_OWN; i++)
 		atomic_store(&own_tids[i], 0);
+	/* The thread that forked is the child's only one. */
+	atomic_store(&program_threads, 1);
 }
 
 void ht_thread_note_own(pid_t tid)
@@ -255,6 +330,15 @@ void ht_thread_note_own(pid_t tid)
 	for (unsigned i = 0; i < MAX_OWN; i++) {
 		pid_t expect = 0;
 		if (atomic_compare_exchange_strong(&own_tids[i], &expect, tid))
+			return;
+	}
+}
+
+void ht_thread_forget_own(pid_t tid)
+{
+	for (unsigned i = 0; i < MAX_OWN; i++) {
+		pid_t expect = tid;
+		if (atomic_compare_exchange_strong(&own_tids[i], &expect, 0))
 			return;
 	}
 }

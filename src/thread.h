@@ -42,6 +42,8 @@ struct ht_thread {
 	struct ht_ring ring;
 	void *(*fn)(void *);
 	void *arg;
+	uintptr_t stack_lo, stack_hi; /* the thread's stack; 0 unknown (stack.c) */
+	void *own_stack;              /* heaptap's stack for it; NULL until needed */
 	uint64_t stack_hash;
 	uint32_t depth;  /* creation stack depth; 0 unknown */
 	uintptr_t pcs[]; /* creation stack, caller of pthread_create first */
@@ -71,8 +73,16 @@ void ht_thread_reap(void (*drain)(struct ht_thread *));
 /* Fork child: every record but the caller's is dead. */
 void ht_thread_atfork_child(void);
 
+/* The main thread's end by pthread_exit or cancellation is noted (a key
+ * destructor). Call on the main thread; once is enough. */
+void ht_thread_watch_main(void);
+
+/* How many of the program's threads heaptap knows to be alive. */
+int ht_thread_program_alive(void);
+
 /* Threads heaptap itself runs (excluded from every count). */
 void ht_thread_note_own(pid_t tid);
+void ht_thread_forget_own(pid_t tid);
 bool ht_thread_is_own(pid_t tid);
 unsigned ht_thread_own_count(void);
 

@@ -26,22 +26,31 @@ struct ht_tls {
 	uint64_t rng;            /* xorshift state, 0 until seeded */
 	uint64_t gap_rate;       /* the rate the current gap was drawn with */
 	struct ht_thread *thr;   /* this thread's record and ring; NULL until needed */
+	uintptr_t busy_frame;    /* frame that entered the outermost busy section */
+	uintptr_t busy_ret;      /* and its return address, as saved in that frame */
+	int cancel_state;        /* the cancellation state a sample turned off */
 };
 
 #define HT_BUSY_COUNTDOWN (INT64_MIN / 4)
 
 extern __thread struct ht_tls ht_tls __attribute__((tls_model("initial-exec")));
 
+/* The frame is noted so that a busy section left by a siglongjmp out of a
+ * signal handler can be told from a nested one (track.c). */
 static inline void ht_busy_enter(struct ht_tls *t)
 {
 	if (t->busy++ == 0) {
 		t->saved_countdown = t->countdown;
 		t->countdown = HT_BUSY_COUNTDOWN;
+		t->busy_frame = (uintptr_t)__builtin_frame_address(0);
+		t->busy_ret = (uintptr_t)__builtin_return_address(0);
 	}
 }
 
 static inline void ht_busy_exit(struct ht_tls *t)
 {
+	if (t->busy == 0)
+		return; /* the section was abandoned and reset meanwhile */
 	if (--t->busy == 0)
 		t->countdown = t->saved_countdown;
 }

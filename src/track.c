@@ -17,20 +17,74 @@
 #include "agg.h"
 #include "core.h"
 #include "flusher.h"
+#include "mem.h"
 #include "options.h"
 #include "ring.h"
+#include "profile.h"
 #include "sample.h"
+#include "stack.h"
 #include "thread.h"
 #include "unwind.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
+/* Is the thread's busy section one this call is nested in (heaptap's own
+ * work, or a signal handler that interrupted it), or one that was left for
+ * good, by a siglongjmp out of a handler that interrupted it (matrix item
+ * S04)? The frame that entered the section is alive while it lies above
+ * this one on the same stack and still holds the return address it was
+ * entered with (heaptap keeps frame pointers, so that is [frame + 8]).
+ * Calls made on heaptap's own stack, or by a handler on an alternate stack,
+ * are nested; a call back on the thread's stack when the section was
+ * entered off it (on an alternate stack) is not. */
+static bool busy_abandoned(struct ht_tls *t)
+{
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0), at = t->busy_frame;
+	const struct ht_thread *th = t->thr;
+	if (th && ht_stack_is_own(th, here))
+		return false;
+	bool here_in = th && ht_stack_in_bounds(th, here), at_in = th && ht_stack_in_bounds(th, at);
+	if (here_in != at_in)
+		return here_in;
+	if (at > here)
+		return *(const volatile uintptr_t *)(at + sizeof(uintptr_t)) != t->busy_ret;
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
+		uintptr_t lo = (uintptr_t)ss.ss_sp, hi = lo + ss.ss_size;
+		if (at <= lo || at > hi)
+			return false; /* a handler on its own stack, above the section */
+	}
+	return true;
+}
+
+bool ht_track_recover(struct ht_tls *t)
+{
+	if (!t->busy)
+		return true;
+	if (!busy_abandoned(t))
+		return false;
+	{
+		/* What the abandoned section held is released: heaptap's own
+		 * allocator's locks (each of its sections publishes with a single
+		 * store, so at worst a block is lost) and the cancellation state
+		 * it turned off. The aggregation lock is never held with signals
+		 * open (agg.c). */
+		t->busy = 0;
+		t->countdown = t->saved_countdown;
+		ht_mem_release_mine();
+		pthread_setcancelstate(t->cancel_state, NULL);
+		atomic_fetch_add_explicit(&ht_core.busy_resets, 1, memory_order_relaxed);
+	}
+	return true;
+}
+
 int ht_track_enter(struct ht_tls *t)
 {
-	if (t->busy)
+	if (!ht_track_recover(t))
 		return HT_MODE_INTERNAL;
 	int st = atomic_load_explicit(&ht_core.state, memory_order_acquire);
 	if (__builtin_expect(st != HT_READY, 0)) {
@@ -42,6 +96,17 @@ int ht_track_enter(struct ht_tls *t)
 	if (__builtin_expect(ht_flusher_wanted(), 0))
 		ht_flusher_start();
 	return HT_MODE_FORWARD;
+}
+
+/* Drain this thread's own ring into the tables if the aggregation lock is
+ * free (it is never waited for here). */
+static bool drain_self(struct ht_thread *th)
+{
+	if (ht_agg_trylock() != 0)
+		return false;
+	ht_agg_drain_one(th);
+	ht_agg_unlock();
+	return true;
 }
 
 /* Room in the ring. A full ring is drained by the thread itself whenever the
@@ -57,12 +122,8 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 	int rounds = rate < HT_EXACT_RATE_LIMIT ? 20000 : is_free ? 200 : 20;
 	for (int i = 0; i < rounds && !rec; i++) {
 		/* If the aggregator is free, drain this ring ourselves rather than
-		 * sleep: at exact rates that keeps every thread moving. Never
-		 * waits for the lock. */
-		if (ht_agg_trylock() == 0) {
-			ht_agg_drain_one(th);
-			ht_agg_unlock();
-		} else {
+		 * sleep: at exact rates that keeps every thread moving. */
+		if (!drain_self(th)) {
 			if (ht_flusher_running())
 				ht_flusher_kick();
 			struct timespec ts = {0, 50000};
@@ -74,8 +135,8 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 }
 
 /* Publish a record. Past half full, the thread drains its own ring into the
- * tables if the aggregation lock is free (it is never waited for here);
- * otherwise the flusher, if there is one, is woken. */
+ * tables if the aggregation lock is free; otherwise the flusher, if there is
+ * one, is woken. */
 static void commit(struct ht_thread *th, void *rec)
 {
 	struct ht_ring *r = &th->ring;
@@ -84,47 +145,71 @@ static void commit(struct ht_thread *th, void *rec)
 	                atomic_load_explicit(&r->head, memory_order_relaxed);
 	if (fill < r->size / 2)
 		return;
-	if (ht_agg_trylock() == 0) {
-		ht_agg_drain_one(th);
-		ht_agg_unlock();
-	} else if (ht_flusher_running()) {
+	if (!drain_self(th) && ht_flusher_running())
 		ht_flusher_kick();
-	}
 }
 
-static void take_sample(struct ht_tls *t, void *p, size_t n, uint64_t rate, uintptr_t ra)
+struct sample {
+	struct ht_thread *th;
+	void *p;
+	size_t n;
+	uint64_t rate;
+	uintptr_t ra;
+};
+
+/* Enter the sample in the sampled set and its ALLOC event in the ring. */
+static void record(const struct sample *sm, const uintptr_t *pcs, unsigned depth)
 {
-	struct ht_thread *th = ht_thread_self();
-	if (!th || ht_thread_ring(th) != 0) {
-		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
-		return;
-	}
-	/* Sized by HEAPTAP_DEPTH, not the maximum: this may run on a small
-	 * stack (a signal handler's sigaltstack, a fiber). */
-	unsigned max = ht_opt.depth < HT_MAX_DEPTH ? ht_opt.depth : HT_MAX_DEPTH;
-	uintptr_t pcs[max + HT_UNWIND_SLACK];
-	unsigned depth = ht_unwind_capture(pcs, max, ra, rate < HT_EXACT_RATE_LIMIT);
+	struct ht_thread *th = sm->th;
 	uint64_t id = ((uint64_t)th->serial << 40) | (th->nsamples++ & (((uint64_t)1 << 40) - 1));
-	if (ht_addrset_insert(p, id) != 0) {
+	if (ht_addrset_insert(sm->p, id) != 0) {
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
 		return;
 	}
 	uint32_t len = (uint32_t)(sizeof(struct ht_ev_alloc) + depth * sizeof(uintptr_t));
-	struct ht_ev_alloc *e = reserve(th, len, rate, 0);
+	struct ht_ev_alloc *e = reserve(th, len, sm->rate, 0);
 	if (!e) {
 		uint64_t dummy;
-		ht_addrset_remove(p, &dummy);
+		ht_addrset_remove(sm->p, &dummy);
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
 		return;
 	}
 	e->h.kind = HT_EV_ALLOC;
 	e->h.depth = (uint16_t)depth;
 	e->id = id;
-	e->size = n;
-	e->rate = rate;
+	e->size = sm->n;
+	e->rate = sm->rate;
 	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
 	commit(th, e);
-	(void)t;
+}
+
+/* Walk and record: on heaptap's own stack (stack.h), so the frame array
+ * and the walk cost the program's stack nothing. No ring reservation is
+ * held across the walk: an event the thread writes meanwhile (a free) must
+ * not land in it. */
+static void sample_here(void *arg)
+{
+	const struct sample *sm = arg;
+	unsigned max = ht_opt.depth < HT_MAX_DEPTH ? ht_opt.depth : HT_MAX_DEPTH;
+	uintptr_t pcs[max + HT_UNWIND_SLACK];
+	unsigned depth = ht_unwind_capture(pcs, max, sm->ra, sm->rate < HT_EXACT_RATE_LIMIT);
+	record(sm, pcs, depth);
+}
+
+static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
+{
+	struct ht_thread *th = ht_thread_self();
+	if (!th || ht_thread_ring(th) != 0) {
+		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
+		return;
+	}
+	struct sample sm = {th, p, n, rate, ra};
+	if (!ht_stack_run(th, sample_here, &sm)) {
+		/* Too little room to walk: the caller, and a frame saying so. */
+		uintptr_t pcs[2] = {ra, HT_PC_NOT_TAKEN};
+		atomic_fetch_add_explicit(&ht_core.small_stack_samples, 1, memory_order_relaxed);
+		record(&sm, pcs, 2);
+	}
 	ht_flusher_note_need();
 }
 
@@ -152,10 +237,12 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 	uint64_t rate = t->gap_rate;
 	if (p && rate != 0 && !atomic_load_explicit(&ht_core.paused, memory_order_relaxed)) {
 		ht_busy_enter(t);
+		/* Never a cancellation point here (the ring may wait in
+		 * nanosleep); the state is kept for a busy section's recovery. */
 		int cs;
-		/* libunwind may read(2): never be a cancellation point here. */
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
-		take_sample(t, p, n, rate, ra);
+		t->cancel_state = cs;
+		take_sample(p, n, rate, ra);
 		pthread_setcancelstate(cs, NULL);
 		ht_busy_exit(t);
 	}
@@ -173,6 +260,7 @@ void ht_track_free_event(uint64_t id)
 {
 	struct ht_tls *t = &ht_tls;
 	int saved_errno = errno;
+	ht_track_recover(t);
 	ht_busy_enter(t);
 	struct ht_thread *th = ht_thread_self();
 	struct ht_ev_free *e = NULL;

@@ -11,6 +11,7 @@
 
 #include "tls.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,13 @@ enum ht_mode {
 	HT_MODE_FORWARD = 0,  /* call the real function, then ht_track_alloc */
 	HT_MODE_INTERNAL = 1, /* heaptap is allocating: use ht_mem */
 };
+
+/* Entering heaptap from the program with the thread marked busy: false if
+ * that busy section is one this call is nested in (heaptap's own work, or a
+ * signal handler that interrupted it); true if it was abandoned (a
+ * siglongjmp out of a handler that interrupted it), in which case what it
+ * held is released and the thread is no longer busy. */
+bool ht_track_recover(struct ht_tls *t);
 
 /* First thing on the slow path. */
 int ht_track_enter(struct ht_tls *t);

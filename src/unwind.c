@@ -66,10 +66,62 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+/* The linker's bounds of heaptap's own text section (HT_OWN_TEXT). */
+extern const char __start_ht_own_text[] __attribute__((weak, visibility("hidden")));
+extern const char __stop_ht_own_text[] __attribute__((weak, visibility("hidden")));
+
 static int is_own(uintptr_t ip)
 {
+	/* A return address is one past the call: ip - 1 is in the caller. */
+	uintptr_t at = ip - 1;
 	for (unsigned i = 0; i < own_n; i++)
-		if (ip >= own_lo[i] && ip < own_hi[i])
+		if (at >= own_lo[i] && at < own_hi[i])
+			return 1;
+	return at >= (uintptr_t)__start_ht_own_text && at < (uintptr_t)__stop_ht_own_text;
+}
+
+/* C++'s operator new and its variants (libstdc++'s, or a replacement the
+ * program links) are allocator entry points that reach malloc from inside:
+ * their frames are cut from the leaf like heaptap's, so that a stack starts
+ * at the function that called new. Found by name once the program's
+ * libraries are loaded (ht_unwind_note_allocators). */
+#define MAX_WRAPPERS 8
+static uintptr_t wrap_lo[MAX_WRAPPERS], wrap_hi[MAX_WRAPPERS];
+static _Atomic unsigned wrap_n;
+
+void ht_unwind_note_allocators(void)
+{
+	static const char *const names[MAX_WRAPPERS] = {
+	        "_Znwm",
+	        "_Znam",
+	        "_ZnwmRKSt9nothrow_t",
+	        "_ZnamRKSt9nothrow_t",
+	        "_ZnwmSt11align_val_t",
+	        "_ZnamSt11align_val_t",
+	        "_ZnwmSt11align_val_tRKSt9nothrow_t",
+	        "_ZnamSt11align_val_tRKSt9nothrow_t",
+	};
+	unsigned n = 0;
+	for (unsigned i = 0; i < MAX_WRAPPERS; i++) {
+		void *f = dlsym(RTLD_DEFAULT, names[i]);
+		Dl_info info;
+		const ElfW(Sym) *sym = NULL;
+		if (!f || !dladdr1(f, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
+		    !sym->st_size)
+			continue;
+		wrap_lo[n] = (uintptr_t)f;
+		wrap_hi[n] = (uintptr_t)f + sym->st_size;
+		n++;
+	}
+	atomic_store_explicit(&wrap_n, n, memory_order_release);
+}
+
+static int is_allocator(uintptr_t ip)
+{
+	uintptr_t at = ip - 1;
+	unsigned n = atomic_load_explicit(&wrap_n, memory_order_acquire);
+	for (unsigned i = 0; i < n; i++)
+		if (at >= wrap_lo[i] && at < wrap_hi[i])
 			return 1;
 	return 0;
 }
@@ -107,8 +159,10 @@ static int probe_page(uintptr_t addr)
 	if (mode == 0) {
 		char byte;
 		struct iovec local = {&byte, 1}, remote = {(void *)page, 1};
-		/* getpid() each time: a forked child probes itself. */
-		ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+		/* The calling thread's id, each time: a forked child probes
+		 * itself, and once the main thread has called pthread_exit the
+		 * process id names a zombie with no memory to read. */
+		ssize_t r = process_vm_readv((pid_t)syscall(SYS_gettid), &local, 1, &remote, 1, 0);
 		if (r == 1)
 			goto good;
 		if (r == -1 && !probe_refused(errno))
@@ -242,10 +296,17 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exac
 		while (start < n && is_own((uintptr_t)buf[start]))
 			start++;
 	}
+	while (start < n && is_allocator((uintptr_t)buf[start]))
+		start++;
+	/* heaptap's frames further up are left out too: its pthread_create
+	 * wrapper under glibc's own allocations for a new thread, its thread
+	 * trampoline at the root of every thread it started. */
 	unsigned d = 0;
 	for (int i = start; i < n && d < max; i++) {
 		if (!buf[i])
 			break;
+		if (is_own((uintptr_t)buf[i]))
+			continue;
 		out[d++] = (uintptr_t)buf[i];
 	}
 	return d;

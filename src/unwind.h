@@ -14,6 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Code that is heaptap's own even when heaptap is linked into the program
+ * (where no mapping tells it apart): frames in it are left out of stacks. */
+#define HT_OWN_TEXT __attribute__((section("ht_own_text"), noinline))
+
 /* Set libunwind's caching policy, find heaptap's own text, prime the
  * unwinder once. 0 or a negative errno. */
 int ht_unwind_init(void);
@@ -34,6 +38,10 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exac
  * call made inside heaptap (thread busy) then is libunwind's, and is refused
  * (see unwind.c). The caller checks that the thread is busy. */
 int ht_unwind_refuses_pipe(void);
+
+/* Find C++'s operator new family, whose frames are cut like heaptap's. Once
+ * the program's libraries are loaded (the constructor). */
+void ht_unwind_note_allocators(void);
 
 /* Forget cached unwind info and known-readable pages (after dlclose). */
 void ht_unwind_flush(void);

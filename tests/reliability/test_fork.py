@@ -78,13 +78,15 @@ def body(ctx):
     # is async-signal-safe only while the process has one thread: if any
     # thread were running, a fork from a handler that interrupted malloc
     # would wait forever for the arena lock the interrupted malloc holds.
-    # heaptap starts a thread only when a trigger needs one (the dump signal
-    # or an interval) and a sample was taken or a dump asked for: with
-    # sampling off, or in the no-thread mode (HEAPTAP_SIGNAL=none), such a
-    # program stays single-threaded while heaptap samples it.
+    # heaptap runs a thread whenever a dump trigger needs one (the dump
+    # signal or an interval), so that the signal is answered in every
+    # process; in the no-thread mode (HEAPTAP_SIGNAL=none, no interval) such
+    # a program stays single-threaded while heaptap samples it, sampling off
+    # or not.
     nsig = rlib.scale(1500, 10000)
     for label, preload, env in (("without heaptap (baseline)", False, {}),
-                                ("under heaptap, sampling off", True, {"HEAPTAP_RATE": "0"}),
+                                ("under heaptap, no-thread mode, sampling off", True,
+                                 {"HEAPTAP_SIGNAL": "none", "HEAPTAP_RATE": "0"}),
                                 ("under heaptap, no-thread mode, default rate", True,
                                  {"HEAPTAP_SIGNAL": "none"}),
                                 ("under heaptap, no-thread mode, rate 1", True,

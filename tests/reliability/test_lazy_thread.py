@@ -8,10 +8,11 @@
      one signal thread; heaptap samples (so its thread runs). The
      heaptap-flush thread's SigBlk blocks every blockable signal, and every
      process-directed SIGUSR1/SIGHUP/SIGTERM is handled on the signal thread.
-  3. An idle program that has taken no sample: with a thread of its own,
-     SIGUSR2 is served within seconds (heaptap's thread starts when the
-     program creates one); single-threaded, heaptap starts no thread for it
-     and the dump is written at exit. Exactly one complete dump either way.
+  3. An idle program that has taken no sample, with a thread of its own or
+     single-threaded: SIGUSR2 is served within seconds (heaptap's thread
+     runs from start-up whenever the dump signal's handler is installed),
+     and exactly one complete dump is written. In the no-thread mode
+     (HEAPTAP_SIGNAL=none) heaptap starts no thread at all.
 """
 import os
 import shutil
@@ -98,16 +99,8 @@ def body(ctx):
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not os.path.exists(heap):
             time.sleep(0.05)
-        if threads:
-            ctx.check(os.path.exists(heap),
-                      tag + "SIGUSR2 is served while the program idles", str(os.listdir(d)))
-        else:
-            # Documented: heaptap's thread is not started in a single-threaded
-            # program before a sample, so the dump waits for the next
-            # allocation or, here, for exit.
-            ctx.check(not os.path.exists(heap),
-                      tag + "no thread of heaptap's started for the signal",
-                      str(os.listdir(d)))
+        ctx.check(os.path.exists(heap),
+                  tag + "SIGUSR2 is served while the program idles", str(os.listdir(d)))
         p.send(signal.SIGTERM)
         p.wait(20)
         ctx.check(p.returncode == 0 and p.values().get("stopped") == "1",
@@ -115,6 +108,20 @@ def body(ctx):
         finals = check_outdir(ctx, d, tag)
         ctx.check((p.pid, 1) in finals and (p.pid, 2) not in finals,
                   tag + "exactly one dump, complete", str(sorted(finals)))
+
+    # 4. the no-thread mode: no thread of heaptap's, ever.
+    d = ctx.tmpdir("nothread")
+    p = Proc(ctx, [prog, "idle", 0], outdir=d, stdin=False,
+             env={"HEAPTAP_SIGNAL": "none", "HEAPTAP_RATE": "1"})
+    p.wait_line(r"^ready", 20)
+    time.sleep(0.3)
+    names = thread_names(p.pid)
+    ctx.check(len(names) == 1, "no-thread mode: the program keeps its one thread",
+              str(names))
+    p.send(signal.SIGTERM)
+    p.wait(20)
+    ctx.check(p.returncode == 0, "no-thread mode: the program exits through its own path",
+              p.transcript())
 
 
 if __name__ == "__main__":

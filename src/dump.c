@@ -1,0 +1,321 @@
+/*
+ * dump.c - one dump, from the tables to a file pair, an fd or a path. See
+ * dump.h.
+ *
+ * A dump drains every ring and snapshots the tables under the aggregation
+ * lock, then encodes and writes with that lock released, draining again now
+ * and then (the encoder's tick), so application threads never wait on a
+ * dump. The comments carry the process figures that tell a leak from
+ * allocator retention.
+ */
+#include "dump.h"
+
+#include "agg.h"
+#include "core.h"
+#include "loader.h"
+#include "log.h"
+#include "mem.h"
+#include "options.h"
+#include "output.h"
+#include "profile.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <heaptap.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned api_waiting; /* program threads waiting for dump_lock */
+
+static void drain_locked(void)
+{
+	ht_agg_lock();
+	ht_agg_drain_all();
+	ht_agg_unlock();
+}
+
+static void tick(void *arg)
+{
+	(void)arg;
+	drain_locked();
+}
+
+static uint64_t read_rss(void)
+{
+	/* thread-self: the leader's reads empty once it has called pthread_exit. */
+	int fd = open("/proc/thread-self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[128];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	uint64_t resident = 0;
+	const char *p = buf;
+	while (*p && *p != ' ')
+		p++;
+	while (*p == ' ')
+		p++;
+	for (; *p >= '0' && *p <= '9'; p++)
+		resident = resident * 10 + (uint64_t)(*p - '0');
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+#define NCOMMENTS 9
+struct snapshot {
+	struct ht_heap_row *heap;
+	size_t nheap;
+	struct ht_thread_row *threads;
+	size_t nthreads;
+	int64_t live_threads;
+	char text[NCOMMENTS][160];
+	const char *comments[NCOMMENTS];
+	size_t ncomments;
+	struct ht_module *gone;
+	size_t ngone;
+};
+
+static void snapshot_free(struct snapshot *s)
+{
+	ht_mem_free(s->heap);
+	ht_mem_free(s->threads);
+	ht_mem_free(s->gone);
+}
+
+static int snapshot_take(struct snapshot *s, bool want_heap)
+{
+	memset(s, 0, sizeof(*s));
+	struct ht_agg_totals tot;
+	int r = 0;
+	ht_agg_lock();
+	ht_agg_drain_all();
+	if (want_heap)
+		r = ht_agg_heap_rows(&s->heap, &s->nheap);
+	if (r == 0)
+		r = ht_agg_thread_rows(&s->threads, &s->nthreads, &s->live_threads);
+	ht_agg_totals(&tot);
+	ht_agg_unlock();
+	if (r != 0) {
+		snapshot_free(s);
+		return r;
+	}
+	ht_loader_gone_copy(&s->gone, &s->ngone);
+
+	/* Process figures, so a leak can be told from allocator retention. */
+	struct mallinfo2 mi = mallinfo2();
+	uint64_t rate = atomic_load(&ht_core.rate);
+	size_t k = 0;
+	snprintf(s->text[k++], sizeof(s->text[0]), "heaptap %s pid %d rate %llu",
+	         HEAPTAP_VERSION_STRING, (int)ht_core.pid, (unsigned long long)rate);
+	snprintf(s->text[k++], sizeof(s->text[0]), "rss_bytes=%llu",
+	         (unsigned long long)read_rss());
+	snprintf(s->text[k++], sizeof(s->text[0]),
+	         "malloc_in_use_bytes=%zu malloc_free_held_bytes=%zu malloc_mmap_bytes=%zu "
+	         "malloc_releasable_bytes=%zu (glibc mallinfo2)",
+	         mi.uordblks + mi.hblkhd, mi.fordblks, mi.hblkhd, mi.keepcost);
+	snprintf(s->text[k++], sizeof(s->text[0]),
+	         "heap_live_estimate_bytes=%.0f heap_live_estimate_objects=%.0f live_samples=%llu",
+	         tot.live_bytes, tot.live_objects, (unsigned long long)tot.live_samples);
+	snprintf(s->text[k++], sizeof(s->text[0]), "live_threads=%lld", (long long)s->live_threads);
+	snprintf(s->text[k++], sizeof(s->text[0]),
+	         "samples_dropped=%llu events_dropped=%llu table_overflow_samples=%llu",
+	         (unsigned long long)atomic_load(&ht_core.dropped_samples),
+	         (unsigned long long)atomic_load(&ht_core.dropped_events),
+	         (unsigned long long)tot.overflow_samples);
+	snprintf(s->text[k++], sizeof(s->text[0]), "small_stack_samples=%llu busy_resets=%llu",
+	         (unsigned long long)atomic_load(&ht_core.small_stack_samples),
+	         (unsigned long long)atomic_load(&ht_core.busy_resets));
+	snprintf(s->text[k++], sizeof(s->text[0]), "heaptap_own_bytes=%zu heaptap_stacks=%llu",
+	         ht_mem_in_use(), (unsigned long long)tot.stacks);
+	for (size_t i = 0; i < k; i++)
+		s->comments[i] = s->text[i];
+	s->ncomments = k;
+	return 0;
+}
+
+static void input_from(struct ht_profile_input *in, const struct snapshot *s)
+{
+	memset(in, 0, sizeof(*in));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	in->rate = atomic_load(&ht_core.rate);
+	in->time_nanos = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	in->heap = s->heap;
+	in->nheap = s->nheap;
+	in->threads = s->threads;
+	in->nthreads = s->nthreads;
+	in->comments = s->comments;
+	in->ncomments = s->ncomments;
+	in->gone = s->gone;
+	in->ngone = s->ngone;
+	in->tick = tick;
+}
+
+static const char *errstr(int err)
+{
+	const char *d = strerrordesc_np(err < 0 ? -err : err);
+	return d ? d : "unknown error";
+}
+
+/* Encode the requested kinds from one snapshot. */
+static int encode(bool heap, bool threads, struct ht_buf *hb, struct ht_buf *tb)
+{
+	struct snapshot s;
+	int r = snapshot_take(&s, heap);
+	if (r != 0)
+		return r;
+	struct ht_profile_input in;
+	input_from(&in, &s);
+	struct ht_profile_ctx *ctx = NULL;
+	r = ht_profile_ctx_open(&ctx, &in);
+	if (r == 0 && heap)
+		r = ht_profile_heap(&in, ctx, hb);
+	if (r == 0 && threads)
+		r = ht_profile_threads(&in, ctx, tb);
+	ht_profile_ctx_close(ctx);
+	snapshot_free(&s);
+	return r;
+}
+
+static int dump_files_locked(void)
+{
+	struct ht_buf hb = {0}, tb = {0};
+	int r = encode(true, true, &hb, &tb);
+	if (r != 0) {
+		ht_log("cannot build a profile: %s", errstr(r));
+		goto out;
+	}
+	/* A name already taken (an earlier program image with this pid, or
+	 * something planted) is skipped, never overwritten. */
+	/* Dumps are serialised (dump_lock), so the sequence number is only
+	 * taken for good when the heap file made it: a failed write (disk full,
+	 * directory gone) leaves no gap in the numbering. */
+	unsigned seq = atomic_load(&ht_core.seq);
+	for (int tries = 0; tries < 64; tries++) {
+		seq++;
+		r = ht_output_write_file(ht_opt.dir, ht_core.pid, seq, "heap", hb.data, hb.len);
+		if (r == -EEXIST)
+			continue;
+		if (r == 0) {
+			atomic_store(&ht_core.seq, seq);
+			r = ht_output_write_file(ht_opt.dir, ht_core.pid, seq, "threads", tb.data,
+			                         tb.len);
+			if (r == 0)
+				atomic_fetch_add(&ht_core.dumps, 1);
+		}
+		break;
+	}
+	if (r != 0)
+		ht_log("cannot write profiles to %s: %s; the next dump tries again", ht_opt.dir,
+		       errstr(r));
+out:
+	if (r != 0)
+		atomic_fetch_add(&ht_core.dump_failures, 1);
+	ht_buf_free(&hb);
+	ht_buf_free(&tb);
+	return r;
+}
+
+/* Every dump entry point: serialise, be busy, keep the process's errno. The
+ * API initialised heaptap before calling in; anything else is too early. */
+#define DUMP_BEGIN                                                                                 \
+	struct ht_tls *t = &ht_tls;                                                                \
+	int saved_errno = errno;                                                                   \
+	if (atomic_load(&ht_core.state) != HT_READY)                                               \
+		return -ENOTSUP;                                                                   \
+	ht_busy_enter(t);                                                                          \
+	atomic_fetch_add(&api_waiting, 1);                                                         \
+	pthread_mutex_lock(&dump_lock);                                                            \
+	atomic_fetch_sub(&api_waiting, 1)
+#define DUMP_END                                                                                   \
+	pthread_mutex_unlock(&dump_lock);                                                          \
+	ht_busy_exit(t);                                                                           \
+	errno = saved_errno
+
+int ht_dump_files(void)
+{
+	DUMP_BEGIN;
+	int r = dump_files_locked();
+	DUMP_END;
+	return r;
+}
+
+static int dump_one(int kind, struct ht_buf *b)
+{
+	if (kind != HEAPTAP_HEAP && kind != HEAPTAP_THREADS)
+		return -EINVAL;
+	return encode(kind == HEAPTAP_HEAP, kind == HEAPTAP_THREADS, b, b);
+}
+
+int ht_dump_to_fd(int fd, int kind)
+{
+	if (fd < 0)
+		return -EBADF;
+	DUMP_BEGIN;
+	struct ht_buf b = {0};
+	int r = dump_one(kind, &b);
+	if (r == 0)
+		r = ht_output_write_fd(fd, b.data, b.len);
+	ht_buf_free(&b);
+	DUMP_END;
+	return r;
+}
+
+int ht_dump_to_path(const char *path, int kind)
+{
+	if (!path || !*path)
+		return -EINVAL;
+	DUMP_BEGIN;
+	struct ht_buf b = {0};
+	int r = dump_one(kind, &b);
+	if (r == 0)
+		r = ht_output_write_path(path, b.data, b.len);
+	ht_buf_free(&b);
+	DUMP_END;
+	return r;
+}
+
+int ht_dump_files_background(void)
+{
+	/* heaptap's thread is busy for life and keeps no errno of the
+	 * program's. A program thread waiting in heaptap_dump() goes first: the
+	 * periodic dumps must not starve it. */
+	if (atomic_load(&api_waiting))
+		return -EAGAIN;
+	pthread_mutex_lock(&dump_lock);
+	int r = dump_files_locked();
+	pthread_mutex_unlock(&dump_lock);
+	return r;
+}
+
+bool ht_dump_wait_idle(unsigned ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&dump_lock, &until) != 0)
+		return false;
+	pthread_mutex_unlock(&dump_lock);
+	return true;
+}
+
+void ht_dump_atfork_child(void)
+{
+	pthread_mutex_init(&dump_lock, NULL);
+	atomic_store(&api_waiting, 0);
+}

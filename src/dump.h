@@ -1,0 +1,33 @@
+/*
+ * dump.h - one dump: a snapshot of the tables and process figures, encoded
+ * as heap and thread profiles, written as a file pair or to an fd or path.
+ *
+ * Dumps never overlap (one dump lock). Any thread may dump: heaptap's own
+ * thread on a signal or interval, a program thread through the API, the
+ * exiting thread at exit. The caller is made busy for the duration, so what
+ * the dump and the libraries it calls allocate comes from heaptap's memory.
+ * Every function returns 0 or a negative errno and keeps the caller's errno.
+ */
+#ifndef HT_DUMP_H
+#define HT_DUMP_H
+
+#include <stdbool.h>
+
+/* A file pair in HEAPTAP_DIR, waiting for any dump under way. */
+int ht_dump_files(void);
+
+/* The same for heaptap's own thread: -EAGAIN, and nothing written, when a
+ * program thread is waiting to dump (its dump serves the request too). */
+int ht_dump_files_background(void);
+
+/* One profile (HEAPTAP_HEAP or HEAPTAP_THREADS) to an fd or a path. */
+int ht_dump_to_fd(int fd, int kind);
+int ht_dump_to_path(const char *path, int kind);
+
+/* Wait up to ms for a dump under way to finish; true if none is left. */
+bool ht_dump_wait_idle(unsigned ms);
+
+/* Fork child: a dump under way died with the thread that ran it. */
+void ht_dump_atfork_child(void);
+
+#endif

@@ -1,0 +1,185 @@
+/*
+ * stack.c - heaptap's own stacks and the room left on the program's. See
+ * stack.h.
+ *
+ * ht_stack_switch moves to heaptap's stack and calls a function there. Its
+ * CFI defines the caller's frame from %rbp, which holds the program stack's
+ * pointer throughout, so libunwind (DWARF, its frame cache, or the
+ * frame-pointer chain) walks from heaptap's stack back onto the program's
+ * as through any other frame. heaptap's stacks come from a pool, mapped once
+ * (guard page included) and never unmapped: a finished thread's stack is
+ * taken by the next sampling thread, so thread churn costs no mmap, munmap
+ * or TLB shootdown once the pool is as large as the most threads that
+ * sampled at the same time.
+ */
+#include "stack.h"
+
+#include "log.h"
+#include "thread.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#define GUARD    ((size_t)4096)
+#define OWN_SIZE ((size_t)128 << 10)
+/* What the sampled path needs on the program's stack: with a stack of its
+ * own, the few frames before the switch; without, the whole walk (about
+ * 6 KiB measured with bench/stack_use, twice that for a margin). */
+#define NEED_OWN  ((size_t)1 << 10)
+#define NEED_HERE ((size_t)12 << 10)
+
+/* void ht_stack_switch(void (*fn)(void *), void *arg, void *top) */
+__asm__(".text\n"
+        ".globl ht_stack_switch\n"
+        ".hidden ht_stack_switch\n"
+        ".type ht_stack_switch,@function\n"
+        "ht_stack_switch:\n"
+        "  .cfi_startproc\n"
+        "  push %rbp\n"
+        "  .cfi_def_cfa_offset 16\n"
+        "  .cfi_offset %rbp, -16\n"
+        "  mov %rsp, %rbp\n"
+        "  .cfi_def_cfa_register %rbp\n"
+        "  mov %rdx, %rsp\n"
+        "  mov %rdi, %rax\n"
+        "  mov %rsi, %rdi\n"
+        "  call *%rax\n"
+        "  mov %rbp, %rsp\n"
+        "  pop %rbp\n"
+        "  .cfi_def_cfa %rsp, 8\n"
+        "  ret\n"
+        "  .cfi_endproc\n"
+        ".size ht_stack_switch, .-ht_stack_switch\n");
+void ht_stack_switch(void (*fn)(void *), void *arg, void *top);
+
+static uintptr_t main_lo, main_hi;
+
+/* The pool: a spinlock is enough (taken at a thread's first sample and when
+ * its record is reaped) and never waits on anything. */
+struct free_stack {
+	struct free_stack *next;
+};
+static struct free_stack *pool;
+static atomic_flag pool_lock = ATOMIC_FLAG_INIT;
+static _Atomic bool map_failed_logged;
+
+static uintptr_t sp_now(void)
+{
+	return (uintptr_t)__builtin_frame_address(0);
+}
+
+void ht_stack_init(void)
+{
+	extern void *__libc_stack_end;
+	struct rlimit rl;
+	uintptr_t top = (uintptr_t)__libc_stack_end;
+	if (!top || getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= top)
+		return; /* unknown: no room check on the main thread */
+	/* __libc_stack_end is near the top; the stack may grow to the limit
+	 * below the top of its mapping, a few pages above it at most. */
+	main_hi = (top + 65535) & ~(uintptr_t)65535;
+	main_lo = main_hi - rl.rlim_cur;
+}
+
+void ht_stack_note_main(struct ht_thread *th)
+{
+	th->stack_lo = main_lo;
+	th->stack_hi = main_hi;
+}
+
+void ht_stack_note_bounds(struct ht_thread *th)
+{
+	pthread_attr_t a;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &a) != 0)
+		return;
+	if (pthread_attr_getstack(&a, &addr, &size) == 0) {
+		th->stack_lo = (uintptr_t)addr;
+		th->stack_hi = (uintptr_t)addr + size;
+	}
+	pthread_attr_destroy(&a);
+}
+
+bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr)
+{
+	return th->stack_lo && addr > th->stack_lo && addr <= th->stack_hi;
+}
+
+bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr)
+{
+	uintptr_t base = (uintptr_t)th->own_stack;
+	return base && addr > base + GUARD && addr <= base + GUARD + OWN_SIZE;
+}
+
+static void *pool_take(void)
+{
+	while (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire))
+		;
+	struct free_stack *s = pool;
+	if (s)
+		pool = s->next;
+	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
+	if (s)
+		return (char *)s - GUARD; /* the link sits just above the guard */
+	void *m = mmap(NULL, GUARD + OWN_SIZE, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED || mprotect(m, GUARD, PROT_NONE) != 0) {
+		if (m != MAP_FAILED)
+			munmap(m, GUARD + OWN_SIZE);
+		if (!atomic_exchange(&map_failed_logged, true))
+			ht_log("cannot map a stack of its own; stacks are walked on the program's "
+			       "stack where it has room");
+		return NULL;
+	}
+	return m;
+}
+
+void ht_stack_release(struct ht_thread *th)
+{
+	if (!th->own_stack)
+		return;
+	struct free_stack *s = (struct free_stack *)((char *)th->own_stack + GUARD);
+	th->own_stack = NULL;
+	while (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire))
+		;
+	s->next = pool;
+	pool = s;
+	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
+}
+
+/* Room left below sp on the stack it is on; SIZE_MAX when unknown (a fiber,
+ * a thread heaptap did not see start). Off the thread's own bounds it asks
+ * the kernel about the alternate signal stack: a syscall, but only there. */
+static size_t room(const struct ht_thread *th, uintptr_t sp)
+{
+	if (ht_stack_in_bounds(th, sp))
+		return sp - th->stack_lo;
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
+		uintptr_t lo = (uintptr_t)ss.ss_sp;
+		if (sp > lo && sp <= lo + ss.ss_size)
+			return sp - lo;
+	}
+	return SIZE_MAX;
+}
+
+bool ht_stack_run(struct ht_thread *th, void (*fn)(void *), void *arg)
+{
+	size_t left = room(th, sp_now());
+	if (!th->own_stack && left >= NEED_OWN)
+		th->own_stack = pool_take();
+	if (th->own_stack && left >= NEED_OWN) {
+		uintptr_t top = (uintptr_t)th->own_stack + GUARD + OWN_SIZE;
+		ht_stack_switch(fn, arg, (void *)(top & ~(uintptr_t)15));
+		return true;
+	}
+	if (left < NEED_HERE)
+		return false;
+	fn(arg);
+	return true;
+}

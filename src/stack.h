@@ -1,0 +1,51 @@
+/*
+ * stack.h - which stack heaptap's sampled path runs on, and how much room
+ * the program's stack has left.
+ *
+ * Walking a stack with libunwind takes about 6 KiB of stack (its DWARF path
+ * holds a cursor, a context and CFI state), more than an 8 KiB alternate
+ * signal stack has left once the kernel's signal frame is on it (3.4 KiB
+ * with AVX-512, more with AMX). So the walk runs on a stack of heaptap's own,
+ * one per sampling thread, with a PROT_NONE guard page below it, and only a
+ * few frames stay on the program's stack. Before that heaptap checks the
+ * room left: below the thread's stack bounds (taken when the thread starts),
+ * or the alternate signal stack's when it runs there. With too little room,
+ * or when no stack of heaptap's own can be had and the program's stack is
+ * too small for the walk, the sample is taken without a stack.
+ */
+#ifndef HT_STACK_H
+#define HT_STACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ht_thread;
+
+/* The main thread's bounds (from the stack's top and RLIMIT_STACK). Once,
+ * at start-up. */
+void ht_stack_init(void);
+
+/* Note the calling thread's stack bounds in th (pthread_getattr_np; call
+ * busy, at the start of a thread heaptap created). */
+void ht_stack_note_bounds(struct ht_thread *th);
+
+/* The main thread's record gets the bounds found by ht_stack_init. */
+void ht_stack_note_main(struct ht_thread *th);
+
+/* Run fn(arg) where the sampled path should run: on th's own stack (made on
+ * first use), or here when this stack has room for the walk. Returns false,
+ * without calling fn, when there is too little room for either: the caller
+ * then takes its sample without a stack. Call busy. */
+bool ht_stack_run(struct ht_thread *th, void (*fn)(void *), void *arg);
+
+/* Is addr on th's own stack (heaptap's, not the program's)? */
+bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr);
+
+/* Is addr within th's noted stack bounds? */
+bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr);
+
+/* A finished thread's own stack goes back to the pool. */
+void ht_stack_release(struct ht_thread *th);
+
+#endif
