@@ -262,7 +262,7 @@ class CompileBench(WallBench):
         objs = []
         for s in srcs:
             i = os.path.join(self.dir, os.path.basename(s)[:-2] + ".i")
-            subprocess.run(["gcc", "-E", "-D_GNU_SOURCE", '-DHEAPTAP_VERSION_STRING_BUILD="0"',
+            subprocess.run(["gcc", "-E", "-D_GNU_SOURCE",
                             "-I" + os.path.join(ROOT, "include"), "-I" + os.path.join(ROOT, "src")]
                            + cflags + [s, "-o", i], check=True)
             objs.append(os.path.basename(i)[:-2] + ".s")

@@ -98,7 +98,8 @@ HEAPTAP_API int heaptap_stats(struct heaptap_stats *out, size_t size);
 HEAPTAP_API const char *heaptap_strerror(int err);
 
 #if defined(HEAPTAP_WEAK)
-/* HEAPTAP_CALL(heaptap_dump()) -> heaptap_dump() when present, -ENOSYS else. */
+/* HEAPTAP_CALL(heaptap_dump) -> heaptap_dump() when present, -ENOSYS else;
+ * HEAPTAP_CALL(heaptap_write, fd, HEAPTAP_HEAP) passes the arguments on. */
 #include <errno.h>
 #define HEAPTAP_PRESENT(fn)   ((fn) != 0)
 #define HEAPTAP_CALL(fn, ...) (HEAPTAP_PRESENT(fn) ? fn(__VA_ARGS__) : -ENOSYS)

@@ -456,7 +456,7 @@ void ht_agg_retire_module(uintptr_t start, uintptr_t limit, int32_t gone)
 
 void ht_agg_atfork_child(void)
 {
-	/* Held across fork() by the forking thread (see init.c): its signal
+	/* Held across fork() by the forking thread (see core.c): its signal
 	 * mask comes back with the lock. */
 	bool mine = ht_agg_lock_is_mine();
 	pthread_mutex_init(&agg_mutex, NULL);

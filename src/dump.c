@@ -227,62 +227,85 @@ out:
 }
 
 /* Every dump entry point: serialise, be busy, keep the process's errno. The
- * API initialised heaptap before calling in; anything else is too early. */
-#define DUMP_BEGIN                                                                                 \
-	struct ht_tls *t = &ht_tls;                                                                \
-	int saved_errno = errno;                                                                   \
-	if (atomic_load(&ht_core.state) != HT_READY)                                               \
-		return -ENOTSUP;                                                                   \
-	ht_busy_enter(t);                                                                          \
-	atomic_fetch_add(&api_waiting, 1);                                                         \
-	pthread_mutex_lock(&dump_lock);                                                            \
-	atomic_fetch_sub(&api_waiting, 1)
-#define DUMP_END                                                                                   \
-	pthread_mutex_unlock(&dump_lock);                                                          \
-	ht_busy_exit(t);                                                                           \
-	errno = saved_errno
+ * API initialised heaptap before calling in; anything else is too early.
+ * Inlined on purpose: a busy section is entered in the frame that lives as
+ * long as it (tls.h). */
+struct dump_entry {
+	struct ht_tls *t;
+	int saved_errno;
+};
+
+static inline __attribute__((always_inline)) int dump_enter(struct dump_entry *d)
+{
+	d->t = &ht_tls;
+	d->saved_errno = errno;
+	if (atomic_load(&ht_core.state) != HT_READY)
+		return -ENOTSUP;
+	ht_busy_enter(d->t);
+	atomic_fetch_add(&api_waiting, 1);
+	pthread_mutex_lock(&dump_lock);
+	atomic_fetch_sub(&api_waiting, 1);
+	return 0;
+}
+
+static void dump_leave(const struct dump_entry *d)
+{
+	pthread_mutex_unlock(&dump_lock);
+	ht_busy_exit(d->t);
+	errno = d->saved_errno;
+}
 
 int ht_dump_files(void)
 {
-	DUMP_BEGIN;
-	int r = dump_files_locked();
-	DUMP_END;
+	struct dump_entry d;
+	int r = dump_enter(&d);
+	if (r != 0)
+		return r;
+	r = dump_files_locked();
+	dump_leave(&d);
 	return r;
 }
 
-static int dump_one(int kind, struct ht_buf *b)
+/* One profile into b, then out through write(b, target). */
+static int dump_one(int kind, int (*write)(const struct ht_buf *, const void *), const void *target)
 {
 	if (kind != HEAPTAP_HEAP && kind != HEAPTAP_THREADS)
 		return -EINVAL;
-	return encode(kind == HEAPTAP_HEAP, kind == HEAPTAP_THREADS, b, b);
+	struct dump_entry d;
+	int r = dump_enter(&d);
+	if (r != 0)
+		return r;
+	struct ht_buf b = {0};
+	r = encode(kind == HEAPTAP_HEAP, kind == HEAPTAP_THREADS, &b, &b);
+	if (r == 0)
+		r = write(&b, target);
+	ht_buf_free(&b);
+	dump_leave(&d);
+	return r;
+}
+
+static int write_fd(const struct ht_buf *b, const void *target)
+{
+	return ht_output_write_fd(*(const int *)target, b->data, b->len);
+}
+
+static int write_path(const struct ht_buf *b, const void *target)
+{
+	return ht_output_write_path(target, b->data, b->len);
 }
 
 int ht_dump_to_fd(int fd, int kind)
 {
 	if (fd < 0)
 		return -EBADF;
-	DUMP_BEGIN;
-	struct ht_buf b = {0};
-	int r = dump_one(kind, &b);
-	if (r == 0)
-		r = ht_output_write_fd(fd, b.data, b.len);
-	ht_buf_free(&b);
-	DUMP_END;
-	return r;
+	return dump_one(kind, write_fd, &fd);
 }
 
 int ht_dump_to_path(const char *path, int kind)
 {
 	if (!path || !*path)
 		return -EINVAL;
-	DUMP_BEGIN;
-	struct ht_buf b = {0};
-	int r = dump_one(kind, &b);
-	if (r == 0)
-		r = ht_output_write_path(path, b.data, b.len);
-	ht_buf_free(&b);
-	DUMP_END;
-	return r;
+	return dump_one(kind, write_path, path);
 }
 
 int ht_dump_files_background(void)

@@ -14,15 +14,16 @@
  * dynamic linker does not know (files mmap'ed by hand) are read from disk,
  * unless the file was deleted: its path may name another file by now.
  */
+#include "maps.h"
+
+#include "mem.h"
+
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "maps.h"
-#include "mem.h"
 
 #define HT_PAGE_MASK ((uint64_t)4095)
 #define HT_MAX_PHDRS 64

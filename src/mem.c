@@ -104,7 +104,6 @@ static struct {
 	struct free_run *runs;
 	size_t dirty_bytes; /* under run_lock */
 	_Atomic size_t in_use;
-	_Atomic size_t mapped;
 	uint8_t slab_class[MAX_SLABS];
 	uint32_t slab_span[MAX_SLABS]; /* slabs in the run that starts here */
 } M;
@@ -199,7 +198,6 @@ static size_t slabs_take(size_t n)
 		return (size_t)-1; /* the bump index stays past the end: full */
 	if (mprotect(slab_addr(idx), n << SLAB_SHIFT, PROT_READ | PROT_WRITE) != 0)
 		return (size_t)-1;
-	atomic_fetch_add(&M.mapped, n << SLAB_SHIFT);
 	return idx;
 }
 
@@ -392,11 +390,6 @@ void *ht_mem_memalign(size_t align, size_t size)
 size_t ht_mem_in_use(void)
 {
 	return atomic_load_explicit(&M.in_use, memory_order_relaxed);
-}
-
-size_t ht_mem_mapped(void)
-{
-	return atomic_load_explicit(&M.mapped, memory_order_relaxed);
 }
 
 void ht_mem_atfork_child(void)

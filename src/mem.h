@@ -27,7 +27,6 @@ size_t ht_mem_usable_size(const void *p);
 
 /* Bytes currently handed out / reserved from the OS, for the profile comments. */
 size_t ht_mem_in_use(void);
-size_t ht_mem_mapped(void);
 
 extern uintptr_t ht_mem_lo, ht_mem_hi;
 /* True when p was returned by ht_mem_*: a pointer heaptap owns. */

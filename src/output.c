@@ -21,6 +21,8 @@
  * temporary file is removed and -errno is returned; nothing half-written is
  * ever visible under the final name.
  */
+#include "output.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -31,8 +33,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "output.h"
 
 #define HT_TMP_TRIES 8
 

@@ -1,18 +1,18 @@
 /*
  * pb.c - the protocol buffers encoder and the ht_buf byte buffer.
  *
- * Owns ht_buf_* (declared in profile.h) and the ht_pb_* writers: varints,
+ * Owns ht_buf_* (declared in pb.h) and the ht_pb_* writers: varints,
  * keys, scalars, length-delimited fields, repeated integers and nested
  * messages. Nested messages are closed by writing key and length after the
  * body and rotating them in front of it, so nothing is sized twice and no
  * memory is allocated per message. All memory comes from ht_mem_*.
  */
-#include <errno.h>
-#include <string.h>
+#include "pb.h"
 
 #include "mem.h"
-#include "pb.h"
-#include "profile.h"
+
+#include <errno.h>
+#include <string.h>
 
 int ht_buf_reserve(struct ht_buf *b, size_t extra)
 {

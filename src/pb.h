@@ -1,7 +1,7 @@
 /*
  * pb.h - a tiny protocol buffers encoder, enough for profile.proto.
  *
- * Output goes into an ht_buf (profile.h). Errors are sticky: every writer
+ * Output goes into an ht_buf (below). Errors are sticky: every writer
  * returns nothing, and the first allocation failure is kept in pb->err and
  * turns later writes into no-ops, so callers check once at the end.
  *
@@ -16,7 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "profile.h"
+/* A growable byte buffer in ht_mem memory. */
+struct ht_buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+int ht_buf_reserve(struct ht_buf *b, size_t extra); /* 0 or -ENOMEM */
+int ht_buf_append(struct ht_buf *b, const void *p, size_t n);
+void ht_buf_free(struct ht_buf *b);
 
 /* Wire types. */
 enum {

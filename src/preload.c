@@ -10,23 +10,15 @@
  * it wraps: same result, same errno, same handling of NULL, 0 and overflow,
  * because the real function does the work and heaptap never re-validates.
  */
-#include "addrset.h"
-#include "agg.h"
-#include "core.h"
-#include "flusher.h"
-#include "loader.h"
-#include "signals.h"
-#include "mem.h"
-#include "profile.h"
-#include "real.h"
-#include "thread.h"
-#include "tls.h"
 #include "track.h"
-#include "unwind.h"
+
+#include "addrset.h"
+#include "mem.h"
+#include "real.h"
+#include "tls.h"
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <link.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -297,7 +289,7 @@ EXPORT size_t malloc_usable_size(void *p)
 	if (UNLIKELY(ht_mem_owns(p)))
 		return ht_mem_usable_size(p);
 	if (UNLIKELY(!ht_real.malloc_usable_size)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.malloc_usable_size)
 			return 0;
 	}
@@ -309,11 +301,11 @@ EXPORT size_t malloc_usable_size(void *p)
 EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	if (UNLIKELY(!ht_real.pthread_create)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.pthread_create)
 			return EAGAIN;
 	}
-	return ht_thread_create(ht_real.pthread_create, th, attr, fn, arg, RA());
+	return ht_track_pthread_create(ht_real.pthread_create, th, attr, fn, arg, RA());
 }
 
 /* ------------------------------------------------------------------ loader */
@@ -321,13 +313,13 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)
 EXPORT int dlclose(void *handle)
 {
 	if (UNLIKELY(!ht_real.dlclose)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.dlclose)
 			return -1;
 	}
-	ht_loader_before_dlclose(handle);
+	ht_track_dlclose_before(handle);
 	int r = ht_real.dlclose(handle);
-	ht_loader_after_dlclose();
+	ht_track_dlclose_after();
 	return r;
 }
 
@@ -340,13 +332,13 @@ EXPORT int dlclose(void *handle)
 EXPORT int pipe2(int fds[2], int flags)
 {
 	if (UNLIKELY(!ht_real.pipe2)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.pipe2) {
 			errno = ENOSYS;
 			return -1;
 		}
 	}
-	if (UNLIKELY(ht_tls.busy) && ht_unwind_refuses_pipe()) {
+	if (UNLIKELY(ht_tls.busy) && ht_track_refuses_pipe()) {
 		errno = EMFILE;
 		return -1;
 	}
@@ -360,7 +352,7 @@ EXPORT int pipe2(int fds[2], int flags)
 static int resolve_signals(void)
 {
 	if (UNLIKELY(!ht_real.sigaction)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.sigaction) {
 			errno = ENOSYS;
 			return -1;
@@ -373,8 +365,8 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 {
 	if (resolve_signals() != 0)
 		return -1;
-	if (UNLIKELY(ht_signal_watched(sig)))
-		return ht_signal_action(sig, act, old);
+	if (UNLIKELY(ht_track_signal_watched(sig)))
+		return ht_track_sigaction(sig, act, old);
 	return ht_real.sigaction(sig, act, old);
 }
 
@@ -382,8 +374,8 @@ EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
 {
 	if (resolve_signals() != 0 || !ht_real.signal)
 		return SIG_ERR;
-	if (UNLIKELY(ht_signal_watched(sig)))
-		return ht_signal_bsd(sig, handler);
+	if (UNLIKELY(ht_track_signal_watched(sig)))
+		return ht_track_signal(sig, handler);
 	return ht_real.signal(sig, handler);
 }
 
@@ -396,8 +388,8 @@ EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
 {
 	if (resolve_signals() != 0 || !ht_real.sysv_signal)
 		return SIG_ERR;
-	if (UNLIKELY(ht_signal_watched(sig)))
-		return ht_signal_sysv(sig, handler);
+	if (UNLIKELY(ht_track_signal_watched(sig)))
+		return ht_track_sysv_signal(sig, handler);
 	return ht_real.sysv_signal(sig, handler);
 }
 
@@ -410,8 +402,8 @@ EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
 {
 	if (resolve_signals() != 0 || !ht_real.sigset)
 		return SIG_ERR;
-	if (UNLIKELY(ht_signal_watched(sig)))
-		return ht_signal_sigset(sig, disp);
+	if (UNLIKELY(ht_track_signal_watched(sig)))
+		return ht_track_sigset(sig, disp);
 	return ht_real.sigset(sig, disp);
 }
 
@@ -435,7 +427,7 @@ static long call_setns(long fd, long nstype)
 EXPORT int unshare(int flags)
 {
 	if (UNLIKELY(!ht_real.unshare)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.unshare) {
 			errno = ENOSYS;
 			return -1;
@@ -443,14 +435,14 @@ EXPORT int unshare(int flags)
 	}
 	int r = ht_real.unshare(flags);
 	if (r == -1 && errno == EINVAL)
-		r = (int)ht_flusher_call_alone(call_unshare, flags, 0);
+		r = (int)ht_track_call_alone(call_unshare, flags, 0);
 	return r;
 }
 
 EXPORT int setns(int fd, int nstype)
 {
 	if (UNLIKELY(!ht_real.setns)) {
-		ht_init();
+		ht_track_start();
 		if (!ht_real.setns) {
 			errno = ENOSYS;
 			return -1;
@@ -458,6 +450,6 @@ EXPORT int setns(int fd, int nstype)
 	}
 	int r = ht_real.setns(fd, nstype);
 	if (r == -1 && errno == EINVAL)
-		r = (int)ht_flusher_call_alone(call_setns, fd, nstype);
+		r = (int)ht_track_call_alone(call_setns, fd, nstype);
 	return r;
 }

@@ -11,17 +11,18 @@
  * top-level messages whenever 64 KiB have built up. Everything is allocated
  * from ht_mem; libdw (symbolize.c) is the only code here that uses malloc.
  */
+#include "profile.h"
+
+#include "maps.h"
+#include "mem.h"
+#include "pb.h"
+#include "symbolize.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
-
-#include "maps.h"
-#include "mem.h"
-#include "pb.h"
-#include "profile.h"
-#include "symbolize.h"
 
 #define HT_FLUSH_AT   (64u << 10)
 #define HT_TICK_EVERY 1024

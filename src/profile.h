@@ -4,13 +4,19 @@
  * The engine (agg.c, thread.c) hands the writer plain arrays of rows; the
  * writer owns everything after that: the profile.proto encoding (pb.c), the
  * mapping table with build IDs (maps.c), symbol names and file:line
- * (symbolize.c), gzip (output.c). All memory comes from ht_mem_*.
+ * (symbolize.c), gzip (profile.c, with zlib), files (output.c). All memory
+ * comes from ht_mem_*. The writer's headers form a chain that ends here:
+ * pb.h and maps.h include nothing of the writer's, symbolize.h includes
+ * maps.h, profile.h includes all three; none of them calls the engine.
  *
  * Values in rows are already unbiased (see agg.c); the writer rounds them to
  * integers and never scales again.
  */
 #ifndef HT_PROFILE_H
 #define HT_PROFILE_H
+
+#include "maps.h"
+#include "pb.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -40,17 +46,6 @@ struct ht_thread_row {
 	int64_t count;        /* live threads created there */
 };
 
-/* A module heaptap saw loaded (e.g. just before dlclose), kept so samples
- * taken inside it still get a mapping and names after it is gone. */
-struct ht_module {
-	uintptr_t start, limit; /* executable range in memory */
-	uint64_t file_offset;   /* file offset that start corresponds to */
-	uintptr_t bias;         /* load bias (runtime address - link-time address) */
-	char path[256];
-	uint8_t build_id[32];
-	uint8_t build_id_len;
-};
-
 struct ht_profile_input {
 	uint64_t rate;      /* period of the heap profile */
 	int64_t time_nanos; /* wall clock of the dump */
@@ -68,15 +63,6 @@ struct ht_profile_input {
 	void *tick_arg;
 };
 
-/* A growable byte buffer in ht_mem memory. */
-struct ht_buf {
-	uint8_t *data;
-	size_t len, cap;
-};
-int ht_buf_reserve(struct ht_buf *b, size_t extra); /* 0 or -ENOMEM */
-int ht_buf_append(struct ht_buf *b, const void *p, size_t n);
-void ht_buf_free(struct ht_buf *b);
-
 /* What the profiles of one dump share: a /proc/self/maps snapshot and the
  * symbolizer (open files, sorted symbol tables). Open it for an input, pass
  * it to both encoders, close it after. 0 or a negative errno. */
@@ -91,10 +77,5 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ct
                     struct ht_buf *out);
 int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
                        struct ht_buf *out);
-
-/* Read the executable range of one loaded module (e.g. from dlinfo's
- * link_map) from memory into m. Used by the dlclose hook; must not allocate
- * through malloc. Returns 0 or a negative errno. */
-int ht_module_from_memory(const char *path, uintptr_t bias, struct ht_module *m);
 
 #endif

@@ -13,17 +13,17 @@
  * inside a service must never do. libdw allocates with malloc; while heaptap
  * is preloaded the shim routes those allocations to ht_mem.
  */
+#include "symbolize.h"
+
+#include "mem.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
 #include <elfutils/libdwfl.h>
-
-#include "mem.h"
-#include "symbolize.h"
 
 enum { MOD_UNTRIED = 0, MOD_OK = 1, MOD_FAILED = -1 };
 

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "profile.h"
+#include "maps.h"
 
 struct ht_sym;
 

@@ -36,7 +36,9 @@ struct ht_tls {
 extern __thread struct ht_tls ht_tls __attribute__((tls_model("initial-exec")));
 
 /* The frame is noted so that a busy section left by a siglongjmp out of a
- * signal handler can be told from a nested one (track.c). */
+ * signal handler can be told from a nested one (track.c): enter a busy
+ * section in the frame that lives as long as the section, never in a helper
+ * that returns before it ends. */
 static inline void ht_busy_enter(struct ht_tls *t)
 {
 	if (t->busy++ == 0) {

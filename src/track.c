@@ -17,11 +17,13 @@
 #include "agg.h"
 #include "core.h"
 #include "flusher.h"
+#include "loader.h"
 #include "mem.h"
 #include "options.h"
 #include "ring.h"
 #include "profile.h"
 #include "sample.h"
+#include "signals.h"
 #include "stack.h"
 #include "thread.h"
 #include "unwind.h"
@@ -285,4 +287,64 @@ void ht_track_restore(void *p, uint64_t id)
 		/* Cannot put it back: the aggregator sees it freed. */
 		ht_track_free_event(id);
 	}
+}
+
+/* ------------------------------------------------------- the shim's door */
+
+int ht_track_start(void)
+{
+	return ht_init();
+}
+
+int ht_track_pthread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+                                        void *),
+                            pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                            void *arg, uintptr_t ra)
+{
+	return ht_thread_create(real, thread, attr, fn, arg, ra);
+}
+
+void ht_track_dlclose_before(void *handle)
+{
+	ht_loader_before_dlclose(handle);
+}
+
+void ht_track_dlclose_after(void)
+{
+	ht_loader_after_dlclose();
+}
+
+bool ht_track_refuses_pipe(void)
+{
+	return ht_unwind_refuses_pipe();
+}
+
+bool ht_track_signal_watched(int sig)
+{
+	return ht_signal_watched(sig);
+}
+
+int ht_track_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	return ht_signal_action(sig, act, old);
+}
+
+__sighandler_t ht_track_signal(int sig, __sighandler_t handler)
+{
+	return ht_signal_bsd(sig, handler);
+}
+
+__sighandler_t ht_track_sysv_signal(int sig, __sighandler_t handler)
+{
+	return ht_signal_sysv(sig, handler);
+}
+
+__sighandler_t ht_track_sigset(int sig, __sighandler_t disp)
+{
+	return ht_signal_sigset(sig, disp);
+}
+
+long ht_track_call_alone(long (*fn)(long, long), long a, long b)
+{
+	return ht_flusher_call_alone(fn, a, b);
 }

@@ -11,6 +11,9 @@
 
 #include "tls.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,5 +46,37 @@ void ht_track_free_event(uint64_t id);
 
 /* Put a forgotten sample back (a realloc that failed). */
 void ht_track_restore(void *p, uint64_t id);
+
+/* ------------------------------------------------------------------------
+ * The rest of the shim's door into the engine: each forwards to the file
+ * that owns the work, so preload.c includes this header alone (with the
+ * support headers its fast paths inline). */
+
+/* Start heaptap (any entry point may be first): the state, as ht_init. */
+int ht_track_start(void);
+
+/* pthread_create through heaptap's trampoline (thread.c). */
+int ht_track_pthread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+                                        void *),
+                            pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                            void *arg, uintptr_t ra);
+
+/* Around the real dlclose (loader.c). */
+void ht_track_dlclose_before(void *handle);
+void ht_track_dlclose_after(void);
+
+/* Is a pipe2() made inside heaptap libunwind's, to be refused (unwind.c)? */
+bool ht_track_refuses_pipe(void);
+
+/* The dump signal's disposition as the program sees it (signals.c). */
+bool ht_track_signal_watched(int sig);
+int ht_track_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+__sighandler_t ht_track_signal(int sig, __sighandler_t handler);
+__sighandler_t ht_track_sysv_signal(int sig, __sighandler_t handler);
+__sighandler_t ht_track_sigset(int sig, __sighandler_t disp);
+
+/* A call that needs a single-threaded caller, made again without heaptap's
+ * thread (flusher.c). */
+long ht_track_call_alone(long (*fn)(long, long), long a, long b);
 
 #endif

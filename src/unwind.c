@@ -210,12 +210,12 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
 	return 0;
 }
 
-int ht_unwind_refuses_pipe(void)
+bool ht_unwind_refuses_pipe(void)
 {
 	return atomic_load_explicit(&refuse_pipe, memory_order_relaxed);
 }
 
-int ht_unwind_init(void)
+void ht_unwind_init(void)
 {
 	/* unw_get_accessors runs libunwind's one-time set-up (which opens the
 	 * pipe, refused here) if the program has not used libunwind already;
@@ -233,7 +233,6 @@ int ht_unwind_init(void)
 	 * heaptap, rather than in the middle of someone's malloc. */
 	void *buf[4];
 	unw_backtrace(buf, 4);
-	return 0;
 }
 
 /* A thread's first HT_UNWIND_STEPPED stacks are walked step by step rather

@@ -19,8 +19,9 @@
 #define HT_OWN_TEXT __attribute__((section("ht_own_text"), noinline))
 
 /* Set libunwind's caching policy, find heaptap's own text, prime the
- * unwinder once. 0 or a negative errno. */
-int ht_unwind_init(void);
+ * unwinder once. Nothing in it can fail in a way heaptap could act on: a
+ * libunwind that cannot unwind gives empty stacks. */
+void ht_unwind_init(void);
 
 /* Room a capture needs beyond `max`: heaptap's own frames, unwound and then
  * dropped. */
@@ -34,10 +35,10 @@ int ht_unwind_init(void);
  * once. Call with the thread busy. */
 unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact);
 
-/* Nonzero while ht_unwind_init runs libunwind's one-time set-up: a pipe2()
+/* True while ht_unwind_init runs libunwind's one-time set-up: a pipe2()
  * call made inside heaptap (thread busy) then is libunwind's, and is refused
  * (see unwind.c). The caller checks that the thread is busy. */
-int ht_unwind_refuses_pipe(void);
+bool ht_unwind_refuses_pipe(void);
 
 /* Find C++'s operator new family, whose frames are cut like heaptap's. Once
  * the program's libraries are loaded (the constructor). */

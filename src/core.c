@@ -1,5 +1,5 @@
 /*
- * init.c - heaptap's life cycle: start-up from whichever entry point comes
+ * core.c - heaptap's life cycle: start-up from whichever entry point comes
  * first, the constructor and destructor, and fork.
  *
  * Start-up runs inside the first allocation heaptap sees (often before any
