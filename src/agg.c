@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -151,6 +152,23 @@ static void *small_get(size_t size)
 	return ht_mem_alloc(size);
 }
 
+_Static_assert(offsetof(struct live, hh) == 0 && offsetof(struct pend, hh) == 0,
+               "small_new hands out records that start with their hash handle");
+
+/* A zeroed hash handle and the id: what a live or pending record starts
+ * with. NULL (and the event counted as dropped) when out of memory. */
+static void *small_new(uint64_t id, size_t id_offset)
+{
+	UT_hash_handle *h = small_get(SMALL_REC);
+	if (!h) {
+		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
+		return NULL;
+	}
+	memset(h, 0, sizeof(*h));
+	memcpy((char *)h + id_offset, &id, sizeof(id));
+	return h;
+}
+
 static void small_put(void *p)
 {
 	*(void **)p = free_small;
@@ -200,13 +218,9 @@ static void on_alloc(const struct ht_ev_alloc *e)
 			return;
 		}
 	}
-	struct live *l = small_get(SMALL_REC);
-	if (!l) {
-		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
+	struct live *l = small_new(e->id, offsetof(struct live, id));
+	if (!l)
 		return;
-	}
-	memset(&l->hh, 0, sizeof(l->hh));
-	l->id = e->id;
 	l->st = st;
 	l->w = w;
 	l->size = e->size;
@@ -222,14 +236,9 @@ static void on_free(const struct ht_ev_free *e)
 	struct live *l = NULL;
 	HASH_FIND(hh, lives, &e->id, sizeof(e->id), l);
 	if (!l) {
-		struct pend *p = small_get(SMALL_REC);
-		if (!p) {
-			atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
-			return;
-		}
-		memset(&p->hh, 0, sizeof(p->hh));
-		p->id = e->id;
-		HASH_ADD(hh, pendings, id, sizeof(p->id), p);
+		struct pend *p = small_new(e->id, offsetof(struct pend, id));
+		if (p)
+			HASH_ADD(hh, pendings, id, sizeof(p->id), p);
 		return;
 	}
 	struct stack_ent *st = l->st;

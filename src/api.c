@@ -70,22 +70,22 @@ API int heaptap_set_rate(uint64_t rate)
 	return 0;
 }
 
-API int heaptap_pause(void)
+static int set_paused(bool paused)
 {
 	int r = ready();
-	if (r)
-		return r;
-	atomic_store(&ht_core.paused, true);
-	return 0;
+	if (r == 0)
+		atomic_store(&ht_core.paused, paused);
+	return r;
+}
+
+API int heaptap_pause(void)
+{
+	return set_paused(true);
 }
 
 API int heaptap_resume(void)
 {
-	int r = ready();
-	if (r)
-		return r;
-	atomic_store(&ht_core.paused, false);
-	return 0;
+	return set_paused(false);
 }
 
 API int heaptap_stats(struct heaptap_stats *out, size_t size)

@@ -8,6 +8,8 @@
  */
 #include "log.h"
 
+#include "io.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -41,15 +43,7 @@ void ht_log(const char *fmt, ...)
 		if (line[i] == '\n' || line[i] == '\r')
 			line[i] = ' ';
 	line[total++] = '\n';
-	size_t off = 0;
-	while (off < total) {
-		ssize_t w = write(ht_log_fd, line + off, total - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
+	ht_io_write_all(ht_log_fd, line, total);
 	ht_log_count++;
 out:
 	errno = saved;

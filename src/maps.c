@@ -16,6 +16,7 @@
  */
 #include "maps.h"
 
+#include "io.h"
 #include "mem.h"
 
 #include <elf.h>
@@ -43,19 +44,7 @@ static int src_read(const struct src *s, uint64_t pos, void *buf, size_t n)
 		memcpy(buf, (const void *)(uintptr_t)pos, n);
 		return 0;
 	}
-	size_t done = 0;
-	while (done < n) {
-		ssize_t r = pread(s->fd, (char *)buf + done, n - done, (off_t)(pos + done));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return 0;
+	return ht_io_pread_all(s->fd, buf, n, pos);
 }
 
 /* ---------------------------------------------------------------------------

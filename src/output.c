@@ -23,6 +23,8 @@
  */
 #include "output.h"
 
+#include "io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -44,20 +46,7 @@ int ht_output_path(char *out, size_t n, const char *dir, int pid, unsigned seq, 
 
 int ht_output_write_fd(int fd, const void *data, size_t len)
 {
-	const char *p = data;
-	while (len > 0) {
-		ssize_t r = write(fd, p, len);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		p += r;
-		len -= (size_t)r;
-	}
-	return 0;
+	return ht_io_write_all(fd, data, len);
 }
 
 static uint64_t random64(void)

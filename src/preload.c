@@ -370,41 +370,42 @@ EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old
 	return ht_real.sigaction(sig, act, old);
 }
 
-EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+typedef __sighandler_t (*set_fn)(int, __sighandler_t);
+
+/* signal(), sysv_signal(), sigset(): heaptap's view for the dump signal,
+ * the next definition for every other. */
+static __sighandler_t set_disposition(int sig, __sighandler_t h, set_fn *next, set_fn ours)
 {
-	if (resolve_signals() != 0 || !ht_real.signal)
+	if (resolve_signals() != 0 || !*next)
 		return SIG_ERR;
 	if (UNLIKELY(ht_track_signal_watched(sig)))
-		return ht_track_signal(sig, handler);
-	return ht_real.signal(sig, handler);
+		return ours(sig, h);
+	return (*next)(sig, h);
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+	return set_disposition(sig, handler, &ht_real.signal, ht_track_signal);
 }
 
 EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t handler)
 {
-	return signal(sig, handler);
+	return set_disposition(sig, handler, &ht_real.signal, ht_track_signal);
 }
 
 EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
 {
-	if (resolve_signals() != 0 || !ht_real.sysv_signal)
-		return SIG_ERR;
-	if (UNLIKELY(ht_track_signal_watched(sig)))
-		return ht_track_sysv_signal(sig, handler);
-	return ht_real.sysv_signal(sig, handler);
+	return set_disposition(sig, handler, &ht_real.sysv_signal, ht_track_sysv_signal);
 }
 
 EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t handler)
 {
-	return sysv_signal(sig, handler);
+	return set_disposition(sig, handler, &ht_real.sysv_signal, ht_track_sysv_signal);
 }
 
 EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
 {
-	if (resolve_signals() != 0 || !ht_real.sigset)
-		return SIG_ERR;
-	if (UNLIKELY(ht_track_signal_watched(sig)))
-		return ht_track_sigset(sig, disp);
-	return ht_real.sigset(sig, disp);
+	return set_disposition(sig, disp, &ht_real.sigset, ht_track_sigset);
 }
 
 /* ------------------------------------------------------------- namespaces */

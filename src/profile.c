@@ -246,6 +246,7 @@ struct pmap {
 struct builder {
 	const struct ht_profile_input *in;
 	struct ht_buf *out;
+	size_t out_start; /* out's length before: restored on failure */
 	struct ht_pb pb;
 	z_stream z;
 	bool z_open;
@@ -388,6 +389,7 @@ static int builder_init(struct builder *b, const struct ht_profile_input *in,
 	memset(b, 0, sizeof(*b));
 	b->in = in;
 	b->out = out;
+	b->out_start = out->len;
 	ht_pb_init(&b->pb);
 	b->z.zalloc = zalloc_ht;
 	b->z.zfree = zfree_ht;
@@ -468,52 +470,52 @@ static size_t find_module(struct builder *b, uintptr_t addr, int32_t gone)
 	return SIZE_MAX;
 }
 
-/* Location index for key, adding a new location when unseen. */
-static uint32_t location(struct builder *b, uint64_t key, uintptr_t pc)
+/* Index of key in map, or n when it is new (room for one more element of
+ * size elem is then made in *v); UINT32_MAX with b->err set on failure. */
+static uint32_t table_slot(struct builder *b, struct u64map *map, uint64_t key, size_t n, void **v,
+                           size_t *cap, size_t elem, size_t first_cap)
 {
 	uint32_t idx;
-	int r = u64map_put(&b->locmap, key, (uint32_t)b->nlocs, &idx);
+	int r = u64map_put(map, key, (uint32_t)n, &idx);
 	if (r <= 0) {
 		if (r < 0)
 			b->err = r;
-		return idx;
+		return r < 0 ? UINT32_MAX : idx;
 	}
-	if (b->nlocs == b->caplocs) {
-		size_t cap = b->caplocs ? b->caplocs * 2 : 1024;
-		struct loc *v = ht_mem_realloc(b->locs, cap * sizeof(*v));
-		if (!v) {
+	if (n == *cap) {
+		size_t c = *cap ? *cap * 2 : first_cap;
+		void *nv = ht_mem_realloc(*v, c * elem);
+		if (!nv) {
 			b->err = -ENOMEM;
-			return 0;
+			return UINT32_MAX;
 		}
-		b->locs = v;
-		b->caplocs = cap;
+		*v = nv;
+		*cap = c;
 	}
-	b->locs[b->nlocs] = (struct loc){.pc = pc, .gone = -1};
-	return (uint32_t)b->nlocs++;
+	return (uint32_t)n;
+}
+
+/* Location index for key, adding a new location when unseen. */
+static uint32_t location(struct builder *b, uint64_t key, uintptr_t pc)
+{
+	uint32_t idx = table_slot(b, &b->locmap, key, b->nlocs, (void **)&b->locs, &b->caplocs,
+	                          sizeof(*b->locs), 1024);
+	if (idx == UINT32_MAX)
+		return 0;
+	if (idx == b->nlocs)
+		b->locs[b->nlocs++] = (struct loc){.pc = pc, .gone = -1};
+	return idx;
 }
 
 static uint32_t function(struct builder *b, int64_t name, int64_t file)
 {
-	uint32_t idx;
-	int r = u64map_put(&b->funcmap, (uint64_t)name << 32 | (uint64_t)file, (uint32_t)b->nfuncs,
-	                   &idx);
-	if (r <= 0) {
-		if (r < 0)
-			b->err = r;
-		return idx;
-	}
-	if (b->nfuncs == b->capfuncs) {
-		size_t cap = b->capfuncs ? b->capfuncs * 2 : 256;
-		struct func *v = ht_mem_realloc(b->funcs, cap * sizeof(*v));
-		if (!v) {
-			b->err = -ENOMEM;
-			return 0;
-		}
-		b->funcs = v;
-		b->capfuncs = cap;
-	}
-	b->funcs[b->nfuncs] = (struct func){name, file};
-	return (uint32_t)b->nfuncs++;
+	uint32_t idx = table_slot(b, &b->funcmap, (uint64_t)name << 32 | (uint64_t)file, b->nfuncs,
+	                          (void **)&b->funcs, &b->capfuncs, sizeof(*b->funcs), 256);
+	if (idx == UINT32_MAX)
+		return 0;
+	if (idx == b->nfuncs)
+		b->funcs[b->nfuncs++] = (struct func){name, file};
+	return idx;
 }
 
 /* A frame that stands for something with no address (the main thread, a
@@ -694,26 +696,91 @@ static int finish(struct builder *b, const int64_t *comments, size_t ncomments)
 	return b->err;
 }
 
+/* Each profile kind is its schema and one loop over rows; these write the
+ * parts they share. */
+
+/* A profile kind: its sample types (type, unit), the default one, its period
+ * type and period. */
+struct schema {
+	const char *const (*types)[2];
+	size_t ntypes;
+	const char *default_type; /* NULL: pprof's default, the last */
+	const char *period_type[2];
+	int64_t period;
+};
+
+/* A builder for one profile, its schema written; the main executable is
+ * mapping 1, referenced or not. */
+static int profile_begin(struct builder *b, const struct ht_profile_input *in,
+                         struct ht_profile_ctx *ctx, struct ht_buf *out, const struct schema *s)
+{
+	int err = builder_init(b, in, ctx, out);
+	if (err)
+		return err;
+	if (b->maps->main < b->maps->n)
+		pmap_id(b, b->maps->main);
+	for (size_t i = 0; i < s->ntypes; i++)
+		value_type(b, HT_PB_PROFILE_SAMPLE_TYPE, s->types[i][0], s->types[i][1]);
+	if (s->default_type)
+		ht_pb_int64(&b->pb, HT_PB_PROFILE_DEFAULT_SAMPLE_TYPE, intern(b, s->default_type));
+	value_type(b, HT_PB_PROFILE_PERIOD_TYPE, s->period_type[0], s->period_type[1]);
+	ht_pb_int64_opt(&b->pb, HT_PB_PROFILE_PERIOD, s->period);
+	return 0;
+}
+
+/* The tables, the comments and gzip; on failure out is left as it was. */
+static int profile_end(struct builder *b, int err, const int64_t *comments, size_t ncomments)
+{
+	if (!err)
+		err = finish(b, comments, b->err ? 0 : ncomments);
+	builder_free(b);
+	if (err)
+		b->out->len = b->out_start;
+	return err;
+}
+
+/* A sample's locations (b->ids) and values; labels follow, then
+ * sample_end. */
+static size_t sample_begin(struct builder *b, size_t nids, const int64_t *v, size_t nv)
+{
+	size_t start = ht_pb_begin(&b->pb);
+	ht_pb_uint32s(&b->pb, HT_PB_SAMPLE_LOCATION_ID, b->ids, nids);
+	ht_pb_int64s(&b->pb, HT_PB_SAMPLE_VALUE, v, nv);
+	return start;
+}
+
+static void sample_label(struct builder *b, int64_t key, int64_t str, int64_t num, int64_t unit)
+{
+	size_t start = ht_pb_begin(&b->pb);
+	ht_pb_int64(&b->pb, HT_PB_LABEL_KEY, key);
+	if (str)
+		ht_pb_int64(&b->pb, HT_PB_LABEL_STR, str);
+	else
+		ht_pb_int64(&b->pb, HT_PB_LABEL_NUM, num);
+	if (unit)
+		ht_pb_int64(&b->pb, HT_PB_LABEL_NUM_UNIT, unit);
+	ht_pb_end(&b->pb, HT_PB_SAMPLE_LABEL, start);
+}
+
+static void sample_end(struct builder *b, size_t start)
+{
+	ht_pb_end(&b->pb, HT_PB_PROFILE_SAMPLE, start);
+	flush(b);
+	maybe_tick(b);
+}
+
 int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
                     struct ht_buf *out)
 {
+	static const char *const types[][2] = {{"alloc_objects", "count"},
+	                                       {"alloc_space", "bytes"},
+	                                       {"inuse_objects", "count"},
+	                                       {"inuse_space", "bytes"}};
+	const struct schema heap = {types, 4, "inuse_space", {"space", "bytes"}, (int64_t)in->rate};
 	struct builder b;
-	size_t out_len = out->len;
-	int err = builder_init(&b, in, ctx, out);
+	int err = profile_begin(&b, in, ctx, out, &heap);
 	if (err)
-		goto done;
-	/* The main executable is mapping 1, referenced or not. */
-	if (b.maps->main < b.maps->n)
-		pmap_id(&b, b.maps->main);
-
-	struct ht_pb *pb = &b.pb;
-	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "alloc_objects", "count");
-	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "alloc_space", "bytes");
-	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "inuse_objects", "count");
-	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "inuse_space", "bytes");
-	ht_pb_int64(pb, HT_PB_PROFILE_DEFAULT_SAMPLE_TYPE, intern(&b, "inuse_space"));
-	value_type(&b, HT_PB_PROFILE_PERIOD_TYPE, "space", "bytes");
-	ht_pb_int64_opt(pb, HT_PB_PROFILE_PERIOD, (int64_t)in->rate);
+		return profile_end(&b, err, NULL, 0);
 
 	int64_t kbytes = intern(&b, "bytes");
 	for (size_t i = 0; i < in->nheap && !b.err; i++) {
@@ -722,17 +789,9 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ct
 		                     (int32_t)r->pinned - 1);
 		int64_t v[4] = {round_value(r->alloc_objects), round_value(r->alloc_bytes),
 		                round_value(r->inuse_objects), round_value(r->inuse_bytes)};
-		size_t start = ht_pb_begin(pb);
-		ht_pb_uint32s(pb, HT_PB_SAMPLE_LOCATION_ID, b.ids, n);
-		ht_pb_int64s(pb, HT_PB_SAMPLE_VALUE, v, 4);
-		size_t ls = ht_pb_begin(pb);
-		ht_pb_int64(pb, HT_PB_LABEL_KEY, kbytes);
-		ht_pb_int64(pb, HT_PB_LABEL_NUM, (int64_t)r->size);
-		ht_pb_int64(pb, HT_PB_LABEL_NUM_UNIT, kbytes);
-		ht_pb_end(pb, HT_PB_SAMPLE_LABEL, ls);
-		ht_pb_end(pb, HT_PB_PROFILE_SAMPLE, start);
-		flush(&b);
-		maybe_tick(&b);
+		size_t start = sample_begin(&b, n, v, 4);
+		sample_label(&b, kbytes, 0, (int64_t)r->size, kbytes);
+		sample_end(&b, start);
 	}
 
 	int64_t cbuf[32], *comments = cbuf;
@@ -744,13 +803,9 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ct
 	}
 	for (size_t i = 0; i < nc && !b.err; i++)
 		comments[i] = intern(&b, in->comments[i]);
-	err = finish(&b, comments, b.err ? 0 : nc);
+	err = profile_end(&b, 0, comments, nc);
 	if (comments != cbuf)
 		ht_mem_free(comments);
-done:
-	builder_free(&b);
-	if (err)
-		out->len = out_len;
 	return err;
 }
 
@@ -770,18 +825,12 @@ static const char *thread_root(const char *label, char *buf, size_t n)
 int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
                        struct ht_buf *out)
 {
+	static const char *const types[][2] = {{"threads", "count"}};
+	const struct schema threads = {types, 1, NULL, {"threads", "count"}, 1};
 	struct builder b;
-	size_t out_len = out->len;
-	int err = builder_init(&b, in, ctx, out);
+	int err = profile_begin(&b, in, ctx, out, &threads);
 	if (err)
-		goto done;
-	if (b.maps->main < b.maps->n)
-		pmap_id(&b, b.maps->main);
-
-	struct ht_pb *pb = &b.pb;
-	value_type(&b, HT_PB_PROFILE_SAMPLE_TYPE, "threads", "count");
-	value_type(&b, HT_PB_PROFILE_PERIOD_TYPE, "threads", "count");
-	ht_pb_int64(pb, HT_PB_PROFILE_PERIOD, 1);
+		return profile_end(&b, err, NULL, 0);
 
 	int64_t korigin = intern(&b, "origin");
 	int64_t total = 0;
@@ -792,29 +841,15 @@ int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx 
 		if (r->depth == 0 || r->label)
 			root = thread_root(r->label, name, sizeof(name));
 		size_t n = stack_ids(&b, r->pcs, r->depth, root, -1);
-		size_t start = ht_pb_begin(pb);
-		ht_pb_uint32s(pb, HT_PB_SAMPLE_LOCATION_ID, b.ids, n);
-		ht_pb_int64s(pb, HT_PB_SAMPLE_VALUE, &r->count, 1);
-		if (r->label) {
-			int64_t s = intern(&b, r->label);
-			size_t ls = ht_pb_begin(pb);
-			ht_pb_int64(pb, HT_PB_LABEL_KEY, korigin);
-			ht_pb_int64(pb, HT_PB_LABEL_STR, s);
-			ht_pb_end(pb, HT_PB_SAMPLE_LABEL, ls);
-		}
-		ht_pb_end(pb, HT_PB_PROFILE_SAMPLE, start);
+		size_t start = sample_begin(&b, n, &r->count, 1);
+		if (r->label)
+			sample_label(&b, korigin, intern(&b, r->label), 0, 0);
+		sample_end(&b, start);
 		total += r->count;
-		flush(&b);
-		maybe_tick(&b);
 	}
 
 	char line[64];
 	snprintf(line, sizeof(line), "live threads: %lld", (long long)total);
 	int64_t comment = intern(&b, line);
-	err = finish(&b, &comment, 1);
-done:
-	builder_free(&b);
-	if (err)
-		out->len = out_len;
-	return err;
+	return profile_end(&b, 0, &comment, 1);
 }

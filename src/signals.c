@@ -155,9 +155,10 @@ int ht_signal_action(int sig, const struct sigaction *act, struct sigaction *old
 	return ht_real.sigaction(sig, act, old);
 }
 
-/* glibc's signal() (BSD semantics), as sysdeps/posix/signal.c builds it;
- * siginterrupt() is not tracked here (it changes the flags only). */
-__sighandler_t ht_signal_bsd(int sig, __sighandler_t handler)
+/* signal()-style calls as glibc builds them on sigaction: the handler with
+ * these flags (and the signal itself masked while it runs, for BSD
+ * semantics); the old handler back. */
+static __sighandler_t set_handler(int sig, __sighandler_t handler, int flags, bool mask_self)
 {
 	if (handler == SIG_ERR || sig < 1 || sig >= NSIG) {
 		errno = EINVAL;
@@ -167,28 +168,25 @@ __sighandler_t ht_signal_bsd(int sig, __sighandler_t handler)
 	memset(&act, 0, sizeof(act));
 	act.sa_handler = handler;
 	sigemptyset(&act.sa_mask);
-	sigaddset(&act.sa_mask, sig);
-	act.sa_flags = SA_RESTART;
+	if (mask_self)
+		sigaddset(&act.sa_mask, sig);
+	act.sa_flags = flags;
 	if (ht_signal_action(sig, &act, &old) != 0)
 		return SIG_ERR;
 	return old.sa_handler;
 }
 
+/* glibc's signal()/bsd_signal() (sysdeps/posix/signal.c); siginterrupt() is
+ * not tracked here (it changes the flags only). */
+__sighandler_t ht_signal_bsd(int sig, __sighandler_t handler)
+{
+	return set_handler(sig, handler, SA_RESTART, true);
+}
+
 /* sysv_signal(): one-shot, not masked while it runs, no restart. */
 __sighandler_t ht_signal_sysv(int sig, __sighandler_t handler)
 {
-	if (handler == SIG_ERR || sig < 1 || sig >= NSIG) {
-		errno = EINVAL;
-		return SIG_ERR;
-	}
-	struct sigaction act, old;
-	memset(&act, 0, sizeof(act));
-	act.sa_handler = handler;
-	sigemptyset(&act.sa_mask);
-	act.sa_flags = SA_RESETHAND | SA_NODEFER;
-	if (ht_signal_action(sig, &act, &old) != 0)
-		return SIG_ERR;
-	return old.sa_handler;
+	return set_handler(sig, handler, SA_RESETHAND | SA_NODEFER, false);
 }
 
 /* sigset(): SIG_HOLD blocks the signal, anything else sets the disposition
