@@ -198,20 +198,18 @@ static int dump_files_locked(void)
 	/* A name already taken (an earlier program image with this pid, or
 	 * something planted) is skipped, never overwritten. */
 	/* Dumps are serialised (dump_lock), so the sequence number is only
-	 * taken for good when the heap file made it: a failed write (disk full,
+	 * taken for good when the pair made it: a failed write (disk full,
 	 * directory gone) leaves no gap in the numbering. */
 	unsigned seq = atomic_load(&ht_core.seq);
 	for (int tries = 0; tries < 64; tries++) {
 		seq++;
-		r = ht_output_write_file(ht_opt.dir, ht_core.pid, seq, "heap", hb.data, hb.len);
+		r = ht_output_write_pair(ht_opt.dir, ht_core.pid, seq, hb.data, hb.len, tb.data,
+		                         tb.len);
 		if (r == -EEXIST)
 			continue;
 		if (r == 0) {
 			atomic_store(&ht_core.seq, seq);
-			r = ht_output_write_file(ht_opt.dir, ht_core.pid, seq, "threads", tb.data,
-			                         tb.len);
-			if (r == 0)
-				atomic_fetch_add(&ht_core.dumps, 1);
+			atomic_fetch_add(&ht_core.dumps, 1);
 		}
 		break;
 	}

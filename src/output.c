@@ -181,3 +181,96 @@ int ht_output_write_path(const char *path, const void *data, size_t len)
 	close(dfd);
 	return err;
 }
+
+/* An unnamed file in dfd holding data, fsync'ed: its fd, or -EOPNOTSUPP
+ * where the file system (or kernel) has no O_TMPFILE, or -errno. */
+static int unnamed_file(int dfd, const void *data, size_t len)
+{
+	int fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ||
+		        errno == ENOENT)
+		               ? -EOPNOTSUPP
+		               : -errno;
+	int err = ht_output_write_fd(fd, data, len);
+	if (!err && fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+		err = -errno;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Give an unnamed file its final name; never replaces (linkat fails with
+ * EEXIST). Through /proc, which needs no privilege (AT_EMPTY_PATH does);
+ * thread-self, since /proc/self reads empty once main has called
+ * pthread_exit. */
+static int link_final(int fd, int dfd, const char *final)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/thread-self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, dfd, final, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	return errno == ENOENT || errno == ENOTDIR ? -EOPNOTSUPP : -errno;
+}
+
+static int pair_unnamed(int dfd, const char *final[2], const void *data[2], const size_t len[2])
+{
+	int fd[2] = {-1, -1}, err = 0;
+	for (int i = 0; i < 2 && !err; i++) {
+		fd[i] = unnamed_file(dfd, data[i], len[i]);
+		if (fd[i] < 0)
+			err = fd[i];
+	}
+	if (!err)
+		err = link_final(fd[0], dfd, final[0]);
+	if (!err) {
+		err = link_final(fd[1], dfd, final[1]);
+		if (err)
+			unlinkat(dfd, final[0], 0);
+	}
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return err;
+}
+
+int ht_output_write_pair(const char *dir, int pid, unsigned seq, const void *heap, size_t heap_len,
+                         const void *threads, size_t threads_len)
+{
+	char names[2][256];
+	const char *final[2] = {names[0], names[1]};
+	const char *kinds[2] = {"heap", "threads"};
+	for (int i = 0; i < 2; i++) {
+		int k = snprintf(names[i], sizeof(names[i]), "heaptap.%d.%04u.%s.pb.gz", pid, seq,
+		                 kinds[i]);
+		if (k < 0 || (size_t)k >= sizeof(names[i]))
+			return -ENAMETOOLONG;
+	}
+	int dfd = open_dir(dir);
+	if (dfd < 0)
+		return dfd;
+	int err = check_final(dfd, final[0]);
+	if (!err)
+		err = check_final(dfd, final[1]);
+	if (!err) {
+		const void *data[2] = {heap, threads};
+		const size_t len[2] = {heap_len, threads_len};
+		err = pair_unnamed(dfd, final, data, len);
+	}
+	close(dfd);
+	if (err != -EOPNOTSUPP)
+		return err;
+	/* No O_TMPFILE here: named temporary files, one after the other. */
+	err = ht_output_write_file(dir, pid, seq, "heap", heap, heap_len);
+	if (!err) {
+		err = ht_output_write_file(dir, pid, seq, "threads", threads, threads_len);
+		if (err) {
+			char path[4096];
+			if (ht_output_path(path, sizeof(path), dir, pid, seq, "heap") == 0)
+				unlink(path);
+		}
+	}
+	return err;
+}

@@ -8,8 +8,9 @@ exit(0) from another thread
 while three threads allocate, and exit(0) 0-50 ms after raising the dump
 signal (exit during a dump); plus SIGTERM and SIGKILL during a dump. Each
 must end promptly with its usual status, and every file under a final name
-must decode completely (a temporary file may be left only where the process
-was killed).
+must decode completely. No temporary file is left even where the process was
+killed: a dump's files are written unnamed (O_TMPFILE) and only linked into
+place once whole.
 """
 import signal
 import time
@@ -68,7 +69,7 @@ def body(ctx):
             ctx.check(p.returncode == -sig, "%s %.0f ms into a dump: killed promptly" % (
                 sig.name, delay * 1000), p.transcript())
             check_outdir(ctx, d, "%s %.0f ms into a dump: " % (sig.name, delay * 1000),
-                         allow_tmp=True, want_pairs=False)
+                         allow_tmp=False, want_pairs=False)
 
 
 if __name__ == "__main__":
