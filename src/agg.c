@@ -27,28 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define HASH_NONFATAL_OOM    1
-#define uthash_malloc(sz)    ht_mem_alloc(sz)
-#define uthash_free(ptr, sz) ht_mem_free(ptr)
-/* Every key here is a whole number of 64-bit words (ids, addresses, stacks):
- * a word-at-a-time multiplicative hash is several times cheaper than
- * uthash's byte-wise default, and the flusher's cost per event is what
- * bounds exact (rate 1) profiling. */
-#define HASH_FUNCTION(keyptr, keylen, hashv) ((hashv) = ht_agg_hash((keyptr), (keylen)))
-static inline unsigned ht_agg_hash(const void *key, size_t len)
-{
-	const unsigned char *p = key;
-	uint64_t h = 0x243F6A8885A308D3ull ^ len;
-	for (size_t i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-		h ^= h >> 29;
-	}
-	h *= 0xBF58476D1CE4E5B9ull;
-	return (unsigned)(h ^ (h >> 32));
-}
-#include <uthash.h>
+#include "hash.h"
 
 static pthread_mutex_t agg_mutex = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(const void *) agg_owner; /* &ht_tls of the holder */
@@ -96,7 +75,7 @@ void ht_agg_unlock(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-int ht_agg_lock_is_mine(void)
+bool ht_agg_lock_is_mine(void)
 {
 	return atomic_load_explicit(&agg_owner, memory_order_relaxed) == &ht_tls;
 }
@@ -330,109 +309,6 @@ int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n)
 	*rows = r;
 	*n = k;
 	return 0;
-}
-
-/* Live tasks of this process, read with getdents64 (opendir would malloc). */
-static int64_t count_tasks(void)
-{
-	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	char buf[4096];
-	int64_t n = 0;
-	for (;;) {
-		long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-		if (got <= 0)
-			break;
-		for (long off = 0; off < got;) {
-			struct {
-				uint64_t ino;
-				int64_t off;
-				unsigned short reclen;
-				unsigned char type;
-				char name[];
-			} *d = (void *)(buf + off);
-			if (d->name[0] != '.') {
-				pid_t tid = 0;
-				for (const char *c = d->name; *c >= '0' && *c <= '9'; c++)
-					tid = tid * 10 + (*c - '0');
-				if (!ht_thread_is_own(tid))
-					n++;
-			}
-			off += d->reclen;
-		}
-	}
-	close(fd);
-	return n;
-}
-
-struct tgroup {
-	UT_hash_handle hh;
-	const uintptr_t *pcs;
-	uint32_t depth;
-	int64_t count;
-};
-
-int ht_agg_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
-{
-	struct tgroup *groups = NULL, *g, *tmp;
-	int64_t known = 0, main_alive = 0;
-	size_t ng = 0;
-	int rc = 0;
-	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
-		int st = atomic_load(&th->state);
-		if (st != HT_THR_RUNNING && st != HT_THR_STARTING)
-			continue;
-		if (th->is_main) {
-			main_alive = 1;
-			continue;
-		}
-		if (!th->from_create || !atomic_load(&th->launched))
-			continue;
-		known++;
-		HASH_FIND(hh, groups, th->pcs, th->depth * sizeof(uintptr_t), g);
-		if (!g) {
-			g = ht_mem_calloc(1, sizeof(*g));
-			if (!g) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			g->pcs = th->pcs;
-			g->depth = th->depth;
-			HASH_ADD_KEYPTR(hh, groups, g->pcs, g->depth * sizeof(uintptr_t), g);
-			ng++;
-		}
-		g->count++;
-	}
-	int64_t tasks = count_tasks();
-	int64_t unknown = tasks < 0 ? 0 : tasks - main_alive - known;
-	if (unknown < 0)
-		unknown = 0;
-	struct ht_thread_row *r = ht_mem_calloc(ng + 2, sizeof(*r));
-	if (!r) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	size_t k = 0;
-	if (main_alive)
-		r[k++] = (struct ht_thread_row){.depth = 0, .label = "main", .count = 1};
-	HASH_ITER(hh, groups, g, tmp)
-	{
-		r[k++] =
-		        (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth, .count = g->count};
-	}
-	if (unknown)
-		r[k++] = (struct ht_thread_row){.depth = 0, .label = "unknown", .count = unknown};
-	*rows = r;
-	*n = k;
-	*total = main_alive + known + unknown;
-out:
-	HASH_ITER(hh, groups, g, tmp)
-	{
-		HASH_DEL(groups, g);
-		ht_mem_free(g);
-	}
-	return rc;
 }
 
 void ht_agg_totals(struct ht_agg_totals *out)

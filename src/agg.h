@@ -3,7 +3,7 @@
  *
  * Only the holder of the aggregation lock touches these tables: it drains the
  * per-thread rings into them (ht_agg_drain_all) and snapshots them for a dump
- * (ht_agg_heap_rows, ht_agg_thread_rows). Tables are uthash, in heaptap's own
+ * (ht_agg_heap_rows; the thread rows are thread.c's). Tables are uthash, in heaptap's own
  * memory:
  *   stacks   distinct call stacks, interned and never freed, each with its
  *            unbiased alloc/inuse objects and bytes;
@@ -27,7 +27,7 @@
 void ht_agg_lock(void);
 int ht_agg_trylock(void); /* 0 when taken */
 void ht_agg_unlock(void);
-int ht_agg_lock_is_mine(void);
+bool ht_agg_lock_is_mine(void);
 
 /* Drain every thread's ring and reap finished threads. Lock held. */
 void ht_agg_drain_all(void);
@@ -40,7 +40,6 @@ void ht_agg_drain_one(struct ht_thread *th);
 /* Snapshot rows (ht_mem memory, free with ht_mem_free). Lock held. The pcs
  * they point to stay valid for the life of the process. */
 int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n);
-int ht_agg_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total);
 
 struct ht_agg_totals {
 	double live_bytes, live_objects;

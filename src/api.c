@@ -109,7 +109,7 @@ API int heaptap_stats(struct heaptap_stats *out, size_t size)
 	ht_agg_totals(&tot);
 	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next))
 		samples += th->nsamples;
-	if (ht_agg_thread_rows(&rows, &nrows, &live) == 0)
+	if (ht_thread_rows(&rows, &nrows, &live) == 0)
 		ht_mem_free(rows);
 	ht_agg_unlock();
 	ht_busy_exit(t);

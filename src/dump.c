@@ -18,6 +18,7 @@
 #include "options.h"
 #include "output.h"
 #include "profile.h"
+#include "thread.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -102,7 +103,7 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	if (want_heap)
 		r = ht_agg_heap_rows(&s->heap, &s->nheap);
 	if (r == 0)
-		r = ht_agg_thread_rows(&s->threads, &s->nthreads, &s->live_threads);
+		r = ht_thread_rows(&s->threads, &s->nthreads, &s->live_threads);
 	ht_agg_totals(&tot);
 	ht_agg_unlock();
 	if (r != 0) {

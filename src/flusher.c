@@ -248,8 +248,7 @@ int ht_flusher_start(void)
 	if (r != 0) {
 		atomic_store(&ht_flusher_state, 0);
 		atomic_store(&ht_flusher_want, false);
-		ht_log("cannot start heaptap's thread: %s; profiles are written only by "
-		       "heaptap_dump() and at exit",
+		ht_log("cannot start heaptap's thread: %s; profiles are written only by heaptap_dump() and at exit",
 		       errstr(r));
 	}
 	errno = saved_errno;

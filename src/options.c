@@ -172,18 +172,18 @@ void ht_options_load(char *(*getenv_fn)(const char *))
 	ht_opt.depth = HT_DEFAULT_DEPTH;
 
 	if ((v = getenv_fn("HEAPTAP_RATE")) && ht_options_parse_rate(v, &ht_opt.rate) != 0)
-		ht_log("HEAPTAP_RATE=\"" QV "\" is not a byte count (1 = every allocation, 0 = "
-		       "off); using %u",
+		ht_log("HEAPTAP_RATE=\"" QV
+		       "\" is not a byte count (1 = every allocation, 0 = off); using %u",
 		       QA(v), HT_DEFAULT_RATE);
 	if ((v = getenv_fn("HEAPTAP_SIGNAL")) && ht_options_parse_signal(v, &ht_opt.signal) != 0)
-		ht_log("HEAPTAP_SIGNAL=\"" QV "\" is not a signal (USR2, SIGUSR1, a number or "
-		       "none); using SIGUSR2",
+		ht_log("HEAPTAP_SIGNAL=\"" QV
+		       "\" is not a signal (USR2, SIGUSR1, a number or none); using SIGUSR2",
 		       QA(v));
 	if ((v = getenv_fn("HEAPTAP_INTERVAL")) &&
 	    ht_options_parse_interval(v, &ht_opt.interval_ms) != 0) {
 		ht_opt.interval_ms = 0;
-		ht_log("HEAPTAP_INTERVAL=\"" QV "\" is not a duration (30, 30s, 500ms, 5m, 0 = "
-		       "off); periodic dumps stay off",
+		ht_log("HEAPTAP_INTERVAL=\"" QV
+		       "\" is not a duration (30, 30s, 500ms, 5m, 0 = off); periodic dumps stay off",
 		       QA(v));
 	}
 	if ((v = getenv_fn("HEAPTAP_AT_EXIT")) && ht_options_parse_bool(v, &ht_opt.at_exit) != 0)
@@ -197,9 +197,7 @@ void ht_options_load(char *(*getenv_fn)(const char *))
 	if (v && *v) {
 		size_t n = strlen(v);
 		if (n >= sizeof(ht_opt.dir)) {
-			ht_log("HEAPTAP_DIR is %zu bytes long, longer than a path can be; using "
-			       "the "
-			       "working directory",
+			ht_log("HEAPTAP_DIR is %zu bytes long, longer than a path can be; using the working directory",
 			       n);
 		} else if (v[0] == '/') {
 			memcpy(ht_opt.dir, v, n + 1);

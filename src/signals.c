@@ -58,8 +58,7 @@ static void say_stepping_aside(const char *how)
 	bool expect = false;
 	char name[32];
 	if (atomic_compare_exchange_strong(&stepped_logged, &expect, true))
-		ht_log("the program %s %s handler; heaptap leaves it alone (set HEAPTAP_SIGNAL to "
-		       "another signal, or call heaptap_dump())",
+		ht_log("the program %s %s handler; heaptap leaves it alone (set HEAPTAP_SIGNAL to another signal, or call heaptap_dump())",
 		       how, sig_name(dump_sig, name, sizeof(name)));
 }
 

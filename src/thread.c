@@ -5,6 +5,7 @@
 #include "thread.h"
 
 #include "agg.h"
+#include "hash.h"
 #include "core.h"
 #include "flusher.h"
 #include "log.h"
@@ -17,6 +18,7 @@
 #include "unwind.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -42,6 +44,7 @@ static _Atomic pid_t own_tids[MAX_OWN];
  * look whether it is alone in the process (flusher.c). */
 static _Atomic int program_threads = 1;
 static pthread_key_t main_key;
+static _Atomic bool main_gone; /* the main thread called pthread_exit */
 static _Atomic bool main_watched;
 
 static pid_t sys_gettid(void)
@@ -138,6 +141,8 @@ static void thread_exited(void *arg)
 static void main_ended(void *value)
 {
 	(void)value;
+	atomic_store(&main_gone, true);
+	atomic_store(&main_rec.t.state, HT_THR_EXITED);
 	program_thread_ended();
 }
 
@@ -357,4 +362,111 @@ unsigned ht_thread_own_count(void)
 	for (unsigned i = 0; i < MAX_OWN; i++)
 		n += atomic_load(&own_tids[i]) != 0;
 	return n;
+}
+
+/* ------------------------------------------------------ thread profile rows */
+
+/* Live tasks of this process, read with getdents64 (opendir would malloc). */
+static int64_t count_tasks(void)
+{
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[4096];
+	int64_t n = 0;
+	for (;;) {
+		long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		if (got <= 0)
+			break;
+		for (long off = 0; off < got;) {
+			struct {
+				uint64_t ino;
+				int64_t off;
+				unsigned short reclen;
+				unsigned char type;
+				char name[];
+			} *d = (void *)(buf + off);
+			if (d->name[0] != '.') {
+				pid_t tid = 0;
+				for (const char *c = d->name; *c >= '0' && *c <= '9'; c++)
+					tid = tid * 10 + (*c - '0');
+				if (!ht_thread_is_own(tid))
+					n++;
+			}
+			off += d->reclen;
+		}
+	}
+	close(fd);
+	return n;
+}
+
+struct tgroup {
+	UT_hash_handle hh;
+	const uintptr_t *pcs;
+	uint32_t depth;
+	int64_t count;
+};
+
+int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
+{
+	struct tgroup *groups = NULL, *g, *tmp;
+	int64_t known = 0, main_alive = 0;
+	size_t ng = 0;
+	int rc = 0;
+	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
+		int st = atomic_load(&th->state);
+		if (st != HT_THR_RUNNING && st != HT_THR_STARTING)
+			continue;
+		if (th->is_main) {
+			main_alive = 1;
+			continue;
+		}
+		if (!th->from_create || !atomic_load(&th->launched))
+			continue;
+		known++;
+		HASH_FIND(hh, groups, th->pcs, th->depth * sizeof(uintptr_t), g);
+		if (!g) {
+			g = ht_mem_calloc(1, sizeof(*g));
+			if (!g) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			g->pcs = th->pcs;
+			g->depth = th->depth;
+			HASH_ADD_KEYPTR(hh, groups, g->pcs, g->depth * sizeof(uintptr_t), g);
+			ng++;
+		}
+		g->count++;
+	}
+	/* The thread-group leader's task stays listed after it has called
+	 * pthread_exit (a zombie, until the process ends). */
+	int64_t tasks = count_tasks() - (atomic_load(&main_gone) ? 1 : 0);
+	int64_t unknown = tasks < 0 ? 0 : tasks - main_alive - known;
+	if (unknown < 0)
+		unknown = 0;
+	struct ht_thread_row *r = ht_mem_calloc(ng + 2, sizeof(*r));
+	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t k = 0;
+	if (main_alive)
+		r[k++] = (struct ht_thread_row){.depth = 0, .label = "main", .count = 1};
+	HASH_ITER(hh, groups, g, tmp)
+	{
+		r[k++] =
+		        (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth, .count = g->count};
+	}
+	if (unknown)
+		r[k++] = (struct ht_thread_row){.depth = 0, .label = "unknown", .count = unknown};
+	*rows = r;
+	*n = k;
+	*total = main_alive + known + unknown;
+out:
+	HASH_ITER(hh, groups, g, tmp)
+	{
+		HASH_DEL(groups, g);
+		ht_mem_free(g);
+	}
+	return rc;
 }

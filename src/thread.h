@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -79,6 +80,14 @@ void ht_thread_watch_main(void);
 
 /* How many of the program's threads heaptap knows to be alive. */
 int ht_thread_program_alive(void);
+
+/* Thread profile rows: live threads grouped by creation stack, the main
+ * thread, and tasks heaptap did not see start (ht_mem memory, free with
+ * ht_mem_free; the pcs stay valid for the life of the process). Under the
+ * aggregation lock, which keeps the registry's records alive. *total gets
+ * the live threads. 0 or -ENOMEM. */
+struct ht_thread_row;
+int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total);
 
 /* Threads heaptap itself runs (excluded from every count). */
 void ht_thread_note_own(pid_t tid);

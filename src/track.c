@@ -84,7 +84,7 @@ bool ht_track_recover(struct ht_tls *t)
 	return true;
 }
 
-int ht_track_enter(struct ht_tls *t)
+enum ht_mode ht_track_enter(struct ht_tls *t)
 {
 	if (!ht_track_recover(t))
 		return HT_MODE_INTERNAL;
@@ -253,9 +253,9 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 	errno = saved_errno;
 }
 
-int ht_track_forget(void *p, uint64_t *id)
+bool ht_track_forget(void *p, uint64_t *id)
 {
-	return ht_addrset_remove(p, id) ? 1 : 0;
+	return ht_addrset_remove(p, id);
 }
 
 void ht_track_free_event(uint64_t id)

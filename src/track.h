@@ -31,7 +31,7 @@ enum ht_mode {
 bool ht_track_recover(struct ht_tls *t);
 
 /* First thing on the slow path. */
-int ht_track_enter(struct ht_tls *t);
+enum ht_mode ht_track_enter(struct ht_tls *t);
 
 /* After the real call: maybe sample p (n bytes), then draw the next gap.
  * p may be NULL (the call failed): nothing is sampled. */
@@ -39,7 +39,7 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra);
 
 /* p is about to be freed (or handed to realloc) and ht_addrset_maybe(p)
  * said it might be sampled. Returns 1 and *id if it was. */
-int ht_track_forget(void *p, uint64_t *id);
+bool ht_track_forget(void *p, uint64_t *id);
 
 /* Record the free of a sample forgotten with ht_track_forget. */
 void ht_track_free_event(uint64_t id);
