@@ -248,27 +248,28 @@ static bool parse_line(const char *p, const char *e, struct line *l)
 	return l->end > l->start;
 }
 
-/* Bias and build ID of mapping x from the file on disk. */
+/* Bias and build ID of mapping x from the file on disk (its first page is
+ * not readable in memory: rare). */
 static void read_elf_file(struct ht_mapping *x)
 {
-	int fd = open_ro(x->m.path);
-	if (fd < 0)
-		return;
-	struct src s = {fd};
-	struct elf_hdrs h;
-	if (elf_read_phdrs(&s, 0, &h) == 0) {
-		const Elf64_Phdr *p = elf_load_at(&h, x->m.file_offset);
-		if (!x->bias_ok && p) {
+	if (!x->bias_ok) {
+		int fd = open_ro(x->m.path);
+		if (fd < 0)
+			return;
+		struct src s = {fd};
+		struct elf_hdrs h;
+		const Elf64_Phdr *p;
+		if (elf_read_phdrs(&s, 0, &h) == 0 && (p = elf_load_at(&h, x->m.file_offset))) {
 			x->m.bias = x->m.start - (p->p_vaddr & ~HT_PAGE_MASK);
 			x->bias_ok = true;
 		}
-		if (!x->m.build_id_len) {
-			int r = elf_build_id(&s, &h, 0, x->m.build_id, sizeof(x->m.build_id));
-			if (r > 0)
-				x->m.build_id_len = (uint8_t)r;
-		}
+		close(fd);
 	}
-	close(fd);
+	if (!x->m.build_id_len) {
+		int r = ht_maps_build_id_file(x->m.path, x->m.build_id, sizeof(x->m.build_id));
+		if (r > 0)
+			x->m.build_id_len = (uint8_t)r;
+	}
 }
 
 /* For every object the dynamic linker has loaded: its executable segments

@@ -41,26 +41,28 @@ static _Atomic size_t fallback_used;
  * it held: every locked section below publishes with one pointer store, so
  * the lists stay whole. */
 struct spin {
-	atomic_flag f;
-	_Atomic(const void *) owner; /* &ht_tls of the holder */
+	_Atomic(const void *) owner; /* &ht_tls of the holder, NULL when free */
 };
 
+/* Taking the lock and noting the owner are one compare-and-swap: a signal
+ * can never find the lock held with no owner noted. */
 static void spin_lock(struct spin *s)
 {
 	unsigned n = 0;
-	while (atomic_flag_test_and_set_explicit(&s->f, memory_order_acquire)) {
+	const void *none = NULL;
+	while (!atomic_compare_exchange_weak_explicit(&s->owner, &none, &ht_tls,
+	                                              memory_order_acquire, memory_order_relaxed)) {
+		none = NULL;
 		if (++n > 64) {
 			sched_yield();
 			n = 0;
 		}
 	}
-	atomic_store_explicit(&s->owner, &ht_tls, memory_order_relaxed);
 }
 
 static void spin_unlock(struct spin *s)
 {
-	atomic_store_explicit(&s->owner, NULL, memory_order_relaxed);
-	atomic_flag_clear_explicit(&s->f, memory_order_release);
+	atomic_store_explicit(&s->owner, NULL, memory_order_release);
 }
 
 static void spin_release_mine(struct spin *s)
@@ -72,9 +74,7 @@ static void spin_release_mine(struct spin *s)
 static bool spin_held(struct spin *s)
 {
 	/* Only called in the fork child, where nobody else runs. */
-	bool was = atomic_flag_test_and_set_explicit(&s->f, memory_order_relaxed);
-	atomic_flag_clear_explicit(&s->f, memory_order_relaxed);
-	return was;
+	return atomic_load_explicit(&s->owner, memory_order_relaxed) != NULL;
 }
 
 struct free_block {
@@ -397,13 +397,13 @@ void ht_mem_atfork_child(void)
 	for (unsigned c = 0; c < NCLASSES; c++) {
 		if (spin_held(&M.lock[c])) {
 			M.free[c] = NULL;
-			atomic_flag_clear(&M.lock[c].f);
+			spin_unlock(&M.lock[c]);
 		}
 	}
 	if (spin_held(&M.run_lock)) {
 		M.runs = NULL;
 		M.dirty_bytes = 0;
-		atomic_flag_clear(&M.run_lock.f);
+		spin_unlock(&M.run_lock);
 	}
 }
 

@@ -102,25 +102,18 @@ void ht_pb_bool(struct ht_pb *pb, unsigned field, bool v)
 void ht_pb_bool_opt(struct ht_pb *pb, unsigned field, bool v)
 {
 	if (v)
-		ht_pb_uint64(pb, field, 1);
+		ht_pb_bool(pb, field, true);
 }
 
 void ht_pb_bytes(struct ht_pb *pb, unsigned field, const void *s, size_t n)
 {
 	ht_pb_key(pb, field, HT_PB_BYTES);
 	ht_pb_varint(pb, n);
-	if (n == 0 || !ht_pb_room(pb, n))
-		return;
-	memcpy(pb->buf.data + pb->buf.len, s, n);
-	pb->buf.len += n;
+	if (n && !pb->err)
+		pb->err = ht_buf_append(&pb->buf, s, n);
 }
 
-void ht_pb_string(struct ht_pb *pb, unsigned field, const char *s)
-{
-	ht_pb_bytes(pb, field, s, s ? strlen(s) : 0);
-}
-
-/* The three repeated writers differ only in the element type. */
+/* The two repeated writers differ only in the element type. */
 #define HT_PB_REPEATED(v, n, conv)                                                                 \
 	do {                                                                                       \
 		if ((n) <= 2) {                                                                    \
@@ -142,11 +135,6 @@ void ht_pb_string(struct ht_pb *pb, unsigned field, const char *s)
 	} while (0)
 
 #define HT_PB_AS_U64(x) ((uint64_t)(x))
-
-void ht_pb_uint64s(struct ht_pb *pb, unsigned field, const uint64_t *v, size_t n)
-{
-	HT_PB_REPEATED(v, n, HT_PB_AS_U64);
-}
 
 void ht_pb_uint32s(struct ht_pb *pb, unsigned field, const uint32_t *v, size_t n)
 {

@@ -139,11 +139,9 @@ void ht_pb_bool_opt(struct ht_pb *pb, unsigned field, bool v);
 
 /* Length-delimited: bytes and strings (s may be NULL when n == 0). */
 void ht_pb_bytes(struct ht_pb *pb, unsigned field, const void *s, size_t n);
-void ht_pb_string(struct ht_pb *pb, unsigned field, const char *s);
 
 /* Repeated integers: packed when more than two, one key each otherwise
  * (decoders must accept both). */
-void ht_pb_uint64s(struct ht_pb *pb, unsigned field, const uint64_t *v, size_t n);
 void ht_pb_uint32s(struct ht_pb *pb, unsigned field, const uint32_t *v, size_t n);
 void ht_pb_int64s(struct ht_pb *pb, unsigned field, const int64_t *v, size_t n);
 

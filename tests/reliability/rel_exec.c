@@ -47,15 +47,8 @@ static NOINLINE void *keep_alloc(size_t n)
 
 static void *alloc_loop(void *arg)
 {
-	unsigned seed = (unsigned)(uintptr_t)arg;
 	void *slots[32] = {0};
-	while (!atomic_load(&stop)) {
-		unsigned i = rand_r(&seed) & 31;
-		free(slots[i]);
-		slots[i] = malloc(rand_r(&seed) % 5000 + 1);
-	}
-	for (int i = 0; i < 32; i++)
-		free(slots[i]);
+	rel_churn(&stop, (unsigned)(uintptr_t)arg, slots, 32, 5000, malloc);
 	return NULL;
 }
 

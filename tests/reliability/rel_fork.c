@@ -155,15 +155,8 @@ static void *fork_thread(void *arg)
 
 static void *malloc_thread(void *arg)
 {
-	unsigned seed = (unsigned)(uintptr_t)arg;
 	void *slots[64] = {0};
-	while (!atomic_load(&stop)) {
-		unsigned i = rand_r(&seed) & 63;
-		free(slots[i]);
-		slots[i] = malloc(rand_r(&seed) % 20000 + 1);
-	}
-	for (int i = 0; i < 64; i++)
-		free(slots[i]);
+	rel_churn(&stop, (unsigned)(uintptr_t)arg, slots, 64, 20000, malloc);
 	return NULL;
 }
 

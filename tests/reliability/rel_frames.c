@@ -33,6 +33,7 @@
  *   threads_live=<n>, realloc_moved=<0|1>, dump=<rc>, done=1
  */
 #include "rel_common.h"
+#include "rel_frames.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -87,14 +88,6 @@ static struct tally *tally(const char *fn)
 	tallies[ntallies].fn = fn;
 	return &tallies[ntallies++];
 }
-
-/* Shared with rel_frames_cxx.cpp. */
-void fr_got(const char *fn, void *p, size_t n);
-void fr_lost(const char *fn, size_t n);
-void fr_gate_wait(void);
-void cx_allocs(void);
-void cx_spawn_std_thread(void);
-void cx_join_std_thread(void);
 
 /* A block of n bytes at fn (when p is not NULL): used, so it is real. */
 void fr_got(const char *fn, void *p, size_t n)

@@ -14,19 +14,12 @@
  * so the creation stack's leaf is libstdc++'s; cx_spawn_std_thread must be
  * in it all the same, with no heaptap frame anywhere.
  */
+#include "rel_frames.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <new>
 #include <thread>
-
-extern "C" {
-void fr_got(const char *fn, void *p, size_t n);
-void fr_lost(const char *fn, size_t n);
-void fr_gate_wait(void);
-void cx_allocs(void);
-void cx_spawn_std_thread(void);
-void cx_join_std_thread(void);
-}
 
 #if defined(__clang__)
 #define LEAF __attribute__((noinline, used))

@@ -60,15 +60,8 @@ static NOINLINE void *storm_alloc(size_t n)
 
 static void *alloc_thread(void *arg)
 {
-	unsigned seed = (unsigned)(uintptr_t)arg;
 	void *slots[128] = {0};
-	while (!atomic_load(&stop)) {
-		unsigned i = rand_r(&seed) & 127;
-		free(slots[i]);
-		slots[i] = storm_alloc(rand_r(&seed) % 20000 + 1);
-	}
-	for (int i = 0; i < 128; i++)
-		free(slots[i]);
+	rel_churn(&stop, (unsigned)(uintptr_t)arg, slots, 128, 20000, storm_alloc);
 	return NULL;
 }
 

@@ -33,6 +33,7 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -139,7 +140,12 @@ static int run_threads(void)
  * allocate, then a SIGUSR1 handler running on an 8 KiB (the traditional
  * SIGSTKSZ) sigaltstack allocates, 50 times. heaptap's sampled path runs on
  * those stacks; it must fit where glibc's malloc alone fits. */
-#define ALT_STACK 8192
+/* 8 KiB, or more where the kernel's own signal frame needs it (AMX). */
+static size_t alt_stack_size(void)
+{
+	size_t min = (size_t)getauxval(AT_MINSIGSTKSZ);
+	return min + 4096 > 8192 ? min + 4096 : 8192;
+}
 
 NOINLINE static void small_thread_alloc(int i)
 {
@@ -179,7 +185,7 @@ static int run_smallstack(void)
 			return 1;
 		pthread_join(t, NULL);
 	}
-	stack_t ss = {.ss_sp = malloc(ALT_STACK), .ss_size = ALT_STACK};
+	stack_t ss = {.ss_sp = malloc(alt_stack_size()), .ss_size = alt_stack_size()};
 	struct sigaction sa = {0};
 	sa.sa_handler = on_altstack;
 	sa.sa_flags = SA_ONSTACK;

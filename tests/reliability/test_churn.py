@@ -16,7 +16,7 @@ pthread_exit and cancellation; each allocates 10 blocks. At HEAPTAP_RATE=1:
 """
 import re
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Proc, check_outdir
 
 

@@ -19,8 +19,8 @@
 """
 import os
 
-import rlib  # noqa: I001 (puts tests/integration on sys.path)
 import htlib
+import rlib
 from rlib import Proc, check_outdir
 
 

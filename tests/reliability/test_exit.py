@@ -15,7 +15,7 @@ place once whole.
 import signal
 import time
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Proc, check_outdir
 
 PROMPT = 10.0

@@ -17,8 +17,8 @@
 import os
 import signal
 
-import rlib  # noqa: I001 (puts tests/integration on sys.path)
 import htlib
+import rlib
 from rlib import Failure, Proc, check_outdir
 
 

@@ -32,8 +32,8 @@ For each build:
 """
 import os
 
-import rlib  # noqa: I001
 import htlib
+import rlib
 from rlib import check_outdir
 
 REQUIRED = ("O0", "O2", "O3")

@@ -29,7 +29,7 @@ import signal
 import subprocess
 import time
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Failure, Proc, check_outdir, thread_names
 
 PROMPT = 10.0  # seconds; the program itself takes ~0.3 s

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Proc, Skip, check_outdir, thread_names, task_status
 
 # Signals the kernel or glibc never lets a thread block: SIGKILL, SIGSTOP,

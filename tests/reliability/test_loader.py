@@ -11,8 +11,8 @@ mapping with the right library file name.
 """
 import os
 
-import rlib  # noqa: I001
 import htlib
+import rlib
 from rlib import Proc, check_outdir
 
 

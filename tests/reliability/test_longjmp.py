@@ -37,7 +37,7 @@ import collections
 import shutil
 import subprocess
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Failure, Proc, Skip, check_outdir
 
 K = 1000

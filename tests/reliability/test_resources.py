@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import time
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Proc, check_outdir, list_outdir
 
 SEMANTICS = "malloc="

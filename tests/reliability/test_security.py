@@ -21,7 +21,7 @@ import os
 import shutil
 import stat
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Proc, Skip, check_outdir, list_outdir
 
 

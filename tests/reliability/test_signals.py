@@ -14,7 +14,7 @@ import os
 import signal
 import time
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Proc, check_outdir
 
 

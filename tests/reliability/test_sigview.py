@@ -33,7 +33,7 @@ import os
 import signal
 import time
 
-import rlib  # noqa: I001
+import rlib
 from rlib import Failure, Proc, check_outdir, thread_names
 
 HOWS = ["sigaction", "signal", "sigset", "bsd_signal", "sysv_signal"]

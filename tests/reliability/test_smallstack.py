@@ -43,8 +43,8 @@ import shutil
 import signal
 import subprocess
 
-import rlib  # noqa: I001
 import htlib
+import rlib
 from rlib import check_outdir
 
 CASES = ("sig8k", "sigmin", "threads", "nested")

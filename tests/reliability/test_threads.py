@@ -16,8 +16,8 @@ At HEAPTAP_RATE=1 (exact counts):
      HEAPTAP_AT_EXIT=1: ends promptly, exit status 0, the at-exit dump
      decodes completely.
 """
-import rlib  # noqa: I001
 import htlib
+import rlib
 from rlib import Proc, check_outdir
 
 

@@ -27,8 +27,8 @@ when a seccomp filter refuses that). At HEAPTAP_RATE=1:
     thread while reading /proc/self/maps) while sampled finish (ddprof's
     pthread_deadlock shape).
 """
-import rlib  # noqa: I001
 import htlib
+import rlib
 from rlib import check_outdir
 
 

@@ -23,16 +23,6 @@
 #include "mem.h"
 #include "unit_util.h"
 
-#ifndef HT_TEST_TMPDIR
-#define HT_TEST_TMPDIR "/tmp"
-#endif
-
-static int setup(void **state)
-{
-	(void)state;
-	return ht_mem_init();
-}
-
 static const char fixture[] =
         "55d4c8a00000-55d4c8a02000 r--p 00000000 08:01 1234567                    /usr/bin/app\n"
         "55d4c8a02000-55d4c8a08000 r-xp 00002000 08:01 1234567                    /usr/bin/app\n"
@@ -334,5 +324,5 @@ int main(void)
 	        cmocka_unit_test(test_read_self),          cmocka_unit_test(test_build_id_file),
 	        cmocka_unit_test(test_module_from_memory), cmocka_unit_test(test_mapped_by_hand),
 	};
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return cmocka_run_group_tests(tests, unit_setup_mem, NULL);
 }

@@ -19,10 +19,7 @@
 #include <unistd.h>
 
 #include "output.h"
-
-#ifndef HT_TEST_TMPDIR
-#define HT_TEST_TMPDIR "/tmp"
-#endif
+#include "unit_util.h"
 
 struct ctx {
 	char dir[PATH_MAX / 2];

@@ -14,24 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mem.h"
 #include "pb.h"
-
-#ifndef HT_TEST_PROTOC
-#define HT_TEST_PROTOC "protoc"
-#endif
-#ifndef HT_TEST_PROTO_DIR
-#define HT_TEST_PROTO_DIR "/usr/share/gocode/src/github.com/google/pprof/proto"
-#endif
-#ifndef HT_TEST_TMPDIR
-#define HT_TEST_TMPDIR "/tmp"
-#endif
-
-static int setup(void **state)
-{
-	(void)state;
-	return ht_mem_init();
-}
+#include "unit_util.h"
 
 /* Compare what pb holds with the expected bytes, then empty it. */
 #define EXPECT_BYTES(pb, ...)                                                                      \
@@ -105,11 +89,11 @@ static void test_bytes(void **state)
 	(void)state;
 	struct ht_pb pb;
 	ht_pb_init(&pb);
-	ht_pb_string(&pb, 6, "abc");
+	ht_pb_bytes(&pb, 6, "abc", 3);
 	EXPECT_BYTES(&pb, 0x32, 0x03, 'a', 'b', 'c');
-	ht_pb_string(&pb, 6, "");
+	ht_pb_bytes(&pb, 6, "", 0);
 	EXPECT_BYTES(&pb, 0x32, 0x00);
-	ht_pb_string(&pb, 6, NULL);
+	ht_pb_bytes(&pb, 6, NULL, 0);
 	EXPECT_BYTES(&pb, 0x32, 0x00);
 	ht_pb_bytes(&pb, 1, "\0\1", 2);
 	EXPECT_BYTES(&pb, 0x0a, 0x02, 0x00, 0x01);
@@ -130,14 +114,14 @@ static void test_repeated(void **state)
 	(void)state;
 	struct ht_pb pb;
 	ht_pb_init(&pb);
-	static const uint64_t u[] = {1, 2, 300};
+	static const int64_t u[] = {1, 2, 300};
 	/* Packed once there are more than two. */
-	ht_pb_uint64s(&pb, 1, u, 3);
+	ht_pb_int64s(&pb, 1, u, 3);
 	EXPECT_BYTES(&pb, 0x0a, 0x04, 0x01, 0x02, 0xac, 0x02);
 	/* One key each for one or two. */
-	ht_pb_uint64s(&pb, 1, u, 2);
+	ht_pb_int64s(&pb, 1, u, 2);
 	EXPECT_BYTES(&pb, 0x08, 0x01, 0x08, 0x02);
-	ht_pb_uint64s(&pb, 1, u, 0);
+	ht_pb_int64s(&pb, 1, u, 0);
 	assert_int_equal(pb.buf.len, 0);
 
 	static const uint32_t w[] = {5, 128, 7, 1};
@@ -216,41 +200,6 @@ static void test_buf(void **state)
 	assert_int_equal(b.len, 0);
 }
 
-static const char *protoc_path(void)
-{
-	const char *p = HT_TEST_PROTOC;
-	if (!*p || strstr(p, "NOTFOUND"))
-		p = "protoc";
-	return p;
-}
-
-/* Decode raw profile.proto bytes with protoc; returns the text (malloc'd). */
-static char *protoc_decode(const void *data, size_t len)
-{
-	char raw[512], txt[512], cmd[2048];
-	snprintf(raw, sizeof(raw), "%s/test_pb.%d.pb", HT_TEST_TMPDIR, (int)getpid());
-	snprintf(txt, sizeof(txt), "%s/test_pb.%d.txt", HT_TEST_TMPDIR, (int)getpid());
-	FILE *f = fopen(raw, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd),
-	         "%s --decode perftools.profiles.Profile --proto_path %s profile.proto < %s > %s",
-	         protoc_path(), HT_TEST_PROTO_DIR, raw, txt);
-	int rc = system(cmd);
-	if (rc != 0)
-		fail_msg("protoc failed (%d): %s", rc, cmd);
-	f = fopen(txt, "rb");
-	assert_non_null(f);
-	char *out = calloc(1, 1 << 20);
-	size_t n = fread(out, 1, (1 << 20) - 1, f);
-	out[n] = 0;
-	fclose(f);
-	unlink(raw);
-	unlink(txt);
-	return out;
-}
-
 /* A minimal Profile, built field by field, as protoc reads it. */
 static void test_protoc_decodes(void **state)
 {
@@ -279,16 +228,16 @@ static void test_protoc_decodes(void **state)
 	ht_pb_bool(&pb, HT_PB_MAPPING_HAS_FUNCTIONS, true);
 	ht_pb_end(&pb, HT_PB_PROFILE_MAPPING, s);
 
-	ht_pb_string(&pb, HT_PB_PROFILE_STRING_TABLE, "");
-	ht_pb_string(&pb, HT_PB_PROFILE_STRING_TABLE, "objects");
-	ht_pb_string(&pb, HT_PB_PROFILE_STRING_TABLE, "count");
+	ht_pb_bytes(&pb, HT_PB_PROFILE_STRING_TABLE, "", 0);
+	ht_pb_bytes(&pb, HT_PB_PROFILE_STRING_TABLE, "objects", 7);
+	ht_pb_bytes(&pb, HT_PB_PROFILE_STRING_TABLE, "count", 5);
 	ht_pb_int64(&pb, HT_PB_PROFILE_TIME_NANOS, 1234567890123LL);
 	static const int64_t comments[] = {1, 2};
 	ht_pb_int64s(&pb, HT_PB_PROFILE_COMMENT, comments, 2);
 	assert_int_equal(pb.err, 0);
 	assert_int_equal(pb.nest, 0);
 
-	char *t = protoc_decode(pb.buf.data, pb.buf.len);
+	char *t = unit_protoc_decode(pb.buf.data, pb.buf.len, "test_pb");
 	static const char want[] = "sample_type {\n"
 	                           "  type: 1\n"
 	                           "  unit: 2\n"
@@ -327,5 +276,5 @@ int main(void)
 	        cmocka_unit_test(test_nested),         cmocka_unit_test(test_buf),
 	        cmocka_unit_test(test_protoc_decodes),
 	};
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return cmocka_run_group_tests(tests, unit_setup_mem, NULL);
 }

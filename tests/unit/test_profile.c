@@ -23,18 +23,8 @@
 
 #include "maps.h"
 #include "mem.h"
-#include "unit_util.h"
 #include "profile.h"
-
-#ifndef HT_TEST_PROTOC
-#define HT_TEST_PROTOC "protoc"
-#endif
-#ifndef HT_TEST_PROTO_DIR
-#define HT_TEST_PROTO_DIR "/usr/share/gocode/src/github.com/google/pprof/proto"
-#endif
-#ifndef HT_TEST_TMPDIR
-#define HT_TEST_TMPDIR "/tmp"
-#endif
+#include "unit_util.h"
 
 /* ---------------------------------------------------------------------------
  * Addresses with known names and lines in this very file. */
@@ -208,22 +198,6 @@ static const char *str(const struct prof *p, long long idx)
 	return p->strs[idx];
 }
 
-static const char *protoc_path(void)
-{
-	const char *p = HT_TEST_PROTOC;
-	if (!*p || strstr(p, "NOTFOUND"))
-		p = "protoc";
-	return p;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
-}
-
 /* gunzip (the buffer must be one complete gzip stream) */
 static void *gunzip(const struct ht_buf *gz, size_t *len)
 {
@@ -292,31 +266,11 @@ static void table_free(struct table *t)
 /* Decode a gzipped profile with protoc and read the text back. */
 static void decode(const struct ht_buf *gz, struct prof *p)
 {
-	char raw[PATH_MAX], txt[PATH_MAX], cmd[3 * PATH_MAX];
-	snprintf(raw, sizeof(raw), "%s/test_profile.%d.pb", HT_TEST_TMPDIR, (int)getpid());
-	snprintf(txt, sizeof(txt), "%s/test_profile.%d.txt", HT_TEST_TMPDIR, (int)getpid());
 	size_t len;
 	void *data = gunzip(gz, &len);
-	write_file(raw, data, len);
-	free(data);
-	snprintf(cmd, sizeof(cmd),
-	         "%s --decode perftools.profiles.Profile --proto_path %s profile.proto < %s > %s",
-	         protoc_path(), HT_TEST_PROTO_DIR, raw, txt);
-	int rc = system(cmd);
-	if (rc != 0)
-		fail_msg("protoc could not decode the profile (status %d): %s", rc, cmd);
-	FILE *f = fopen(txt, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	long size = ftell(f);
-	fseek(f, 0, SEEK_SET);
 	memset(p, 0, sizeof(*p));
-	p->text = malloc((size_t)size + 1);
-	assert_int_equal(fread(p->text, 1, (size_t)size, f), (size_t)size);
-	p->text[size] = 0;
-	fclose(f);
-	unlink(raw);
-	unlink(txt);
+	p->text = unit_protoc_decode(data, len, "test_profile");
+	free(data);
 
 	parse_block(&p->root, p->text);
 	p->strs = calloc(p->root.n + 1, sizeof(char *));
@@ -449,7 +403,7 @@ static char *go_pprof_raw(const struct ht_buf *gz)
 	snprintf(file, sizeof(file), "%s/p.pb.gz", dir);
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
 	assert_int_equal(system(cmd), 0);
-	write_file(file, gz->data, gz->len);
+	unit_write_file(file, gz->data, gz->len);
 	snprintf(cmd, sizeof(cmd),
 	         "HOME='%s' GOCACHE='%s/cache' GOFLAGS= PPROF_TMPDIR='%s' go tool pprof -raw '%s' "
 	         "2>&1",
@@ -483,12 +437,6 @@ static int count_fds(void)
 		n++;
 	closedir(d);
 	return n;
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	return ht_mem_init();
 }
 
 #define RATE       524288
@@ -897,5 +845,5 @@ int main(void)
 	        cmocka_unit_test(test_gone_module), cmocka_unit_test(test_many_rows),
 	        cmocka_unit_test(test_empty),       cmocka_unit_test(test_shared_ctx),
 	};
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return cmocka_run_group_tests(tests, unit_setup_mem, NULL);
 }

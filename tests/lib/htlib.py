@@ -9,6 +9,7 @@ check them with two readers that share no code with heaptap:
     format into a Profile object;
   * go tool pprof (-raw, -top), when go is installed.
 
+It lives in tests/lib with rlib.py; ctest puts that directory on PYTHONPATH.
 Every test script takes the same options (tests/CMakeLists.txt passes them):
   --lib PATH        libheaptap.so
   --bindir DIR      the built examples
@@ -145,7 +146,7 @@ def clean_env(extra=None):
 
 class Run:
     """A program started under heaptap (or without it), with its output collected as it
-    comes. tests/reliability/rlib.py extends it (stdin, hang reports with backtraces)."""
+    comes. rlib.py extends it (stdin, hang reports with backtraces)."""
 
     def __init__(self, ctx, argv, env=None, preload=True, outdir=None, cwd=None,
                  preexec=None, stdin=False, raw_env=None):

@@ -1,7 +1,7 @@
 """rlib - helpers for heaptap's reliability tests (python3, stdlib only).
 
-Builds on tests/integration/htlib.py (Context, decoding with protoc, Skip and
-Failure) and adds what these tests need on top:
+Builds on htlib.py, next to it in tests/lib (Context, decoding with protoc,
+Skip and Failure), and adds what these tests need on top:
 
   * Proc: a program started with or without LD_PRELOAD, stdin as a pipe,
     optional preexec (rlimits, ignored signals), output collected as it comes;
@@ -25,11 +25,8 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-
-import htlib  # noqa: E402
-from htlib import Failure, Skip, clean_env, decode_profile  # noqa: E402,F401
+import htlib
+from htlib import Failure, Skip, clean_env, decode_profile  # noqa: F401 (for the drivers)
 
 SOAK = "--soak" in sys.argv
 if SOAK:

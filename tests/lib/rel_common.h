@@ -17,6 +17,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#ifndef __cplusplus
+#include <stdatomic.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,5 +111,21 @@ static inline void rel_touch(void *p, size_t n)
 		((volatile char *)p)[0] = 1, ((volatile char *)p)[n - 1] = 2;
 	__asm__ volatile("" ::"r"(p) : "memory");
 }
+
+#ifndef __cplusplus
+/* Allocation churn until *stop: nslots (a power of two) live blocks of up to
+ * max bytes from alloc, each replaced at random; all freed at the end. */
+static inline void rel_churn(_Atomic int *stop, unsigned seed, void **slots, unsigned nslots,
+                             size_t max, void *(*alloc)(size_t))
+{
+	while (!atomic_load(stop)) {
+		unsigned i = rand_r(&seed) & (nslots - 1);
+		free(slots[i]);
+		slots[i] = alloc(rand_r(&seed) % max + 1);
+	}
+	for (unsigned i = 0; i < nslots; i++)
+		free(slots[i]);
+}
+#endif
 
 #endif
