@@ -189,50 +189,200 @@ t_redis() {
 }
 
 # ------------------------------------------------------------------ python
-# Python's own regression tests, run by /usr/bin/python3 (not a pyenv
-# shim), with and without heaptap: the sets of passed and failed modules
-# must match.
-PYTESTS="test_threading test_subprocess test_signal test_fork1 test_ctypes test_mmap"
-py_run() { # py_run MODE DIR
-	local mode=$1 d=$2
+# CPython's own regression tests (Debian's libpython3.11-testsuite), run by
+# Debian's /usr/bin/python3.11 (not a pyenv shim), one module at a time:
+# plainly, then under heaptap at HEAPTAP_RATE=1 with HEAPTAP_INTERVAL=2s
+# (every allocation sampled, a dump every 2 s from every process that lives
+# that long). regrtest runs in-process with -v, and every test case's result
+# is read from its log. Required: the same result per module and per test
+# case, no processes left behind that the plain run does not leave, profiles
+# from the modules that all decode, and the heaptap runs together not more
+# than PYSLOW times slower. A run is bounded: regrtest's --timeout dumps the
+# tracebacks and exits a minute before timeout(1) kills the run's process
+# group; what the module left in that group is counted, then killed.
+PYTESTS="test_threading test_threadsignals test_subprocess test_signal test_os
+	test_multiprocessing_fork test_fork1 test_ctypes test_mmap"
+PYT=/usr/bin/python3.11
+PYTIMEOUT=${RW_PYTIMEOUT:-900} # seconds per module run
+PYSLOW=3
+py_run() { # py_run MODE DIR MODULE -> DIR/out.log, DIR/status
+	local mode=$1 d=$2 m=$3
 	mkdir -p "$d"
-	(cd "$d" && ht "$mode" timeout 1500 "$PY" -m test -j2 --timeout 600 $PYTESTS \
-		>"$d/out.log" 2>&1)
-	echo $? >"$d/rc"
-	"$PY" - "$d/out.log" >"$d/result" <<'EOF'
-import re, sys
-text = open(sys.argv[1], errors="replace").read()
-tail = text[text.rfind("== Tests result") if "== Tests result" in text else -4000:]
-ok, bad = set(), set()
-for m in re.finditer(r"^\d+:\d+:\d+ .*?\[\s*\d+/\d+(?:/\d+)?\]\s+(test_\w+)(.*)$", text, re.M):
-    name, rest = m.group(1), m.group(2)
-    (bad if re.search(r"failed|crashed|timed out|env changed", rest) else ok).add(name)
-bad_summary = set()
-for blk in re.finditer(r"\d+ tests? (?:failed|crashed|altered the execution environment)[^:]*:\n((?:    .*\n)+)", text):
-    bad_summary |= set(blk.group(1).split())
-bad |= bad_summary
-ok -= bad
-print("ok=%s failed=%s" % (",".join(sorted(ok)), ",".join(sorted(bad)) or "none"))
+	local envs=(-u LD_PRELOAD)
+	[ "$mode" = ht ] &&
+		envs=(LD_PRELOAD="$LIB" HEAPTAP_DIR="$HTDIR" HEAPTAP_RATE=1 HEAPTAP_INTERVAL=2s)
+	local t0 t1
+	t0=$(date +%s%3N)
+	# $! is timeout(1) itself, which leads the run's process group.
+	(cd "$d" && exec timeout -k 30 "$PYTIMEOUT" env "${envs[@]}" "$PYT" -m test -v \
+		--timeout $((PYTIMEOUT - 60)) "$m" >"$d/out.log" 2>&1) &
+	local pid=$!
+	wait "$pid"
+	local rc=$?
+	t1=$(date +%s%3N)
+	local left
+	left=$(pgrep -g "$pid" | wc -l)
+	[ "$left" -gt 0 ] && kill -KILL -- "-$pid" 2>/dev/null
+	echo "rc=$rc ms=$((t1 - t0)) leftover=$left" >"$d/status"
+	log "python $m $mode: rc=$rc $(((t1 - t0) / 1000))s leftover=$left"
+}
+
+# py_compare DIR MODULE... : one line per module, then PASS|FAIL and detail.
+py_compare() {
+	"$PY" - "$PYSLOW" "$@" <<'EOF'
+import os, re, sys
+slow, d, mods = float(sys.argv[1]), sys.argv[2], sys.argv[3:]
+HDR = re.compile(r"^ {0,2}(\w+) \(([\w.]+)\)([^\n]*?)(?:\n[^\n]*?)? \.\.\. ", re.M)
+ST = re.compile(r"^(ok|FAIL|ERROR|skipped\b.*|expected failure|unexpected success)$", re.M)
+RANK = {"ok": 0, "skipped": 1, "unfinished": 2, "FAIL": 3, "ERROR": 3, "unexpected-success": 3}
+BAD = ("FAIL", "ERROR", "unexpected-success", "unfinished")
+ERR = re.compile(r"^={70}\n(?:FAIL|ERROR|UNEXPECTED SUCCESS): (\w+) \(([\w.]+)\)[^\n]*\n"
+                 r"-{70}\n(.*?)(?=^={70}$|^-{70}$|\Z)", re.M | re.S)
+
+def parse(rd):
+    st = dict(kv.split("=") for kv in open(os.path.join(rd, "status")).read().split())
+    text = open(os.path.join(rd, "out.log"), errors="replace").read()
+    hdrs = list(HDR.finditer(text))
+    cases, last = {}, None
+    for i, h in enumerate(hdrs):
+        seg = text[h.end():hdrs[i + 1].start() if i + 1 < len(hdrs) else len(text)]
+        m = ST.search(seg)
+        s = m and m.group(1)
+        s = None if s is None else "ok" if s == "expected failure" else \
+            "skipped" if s.startswith("skipped") else s.replace(" ", "-")
+        cid = h.group(2) if h.group(2).endswith("." + h.group(1)) else \
+            "%s.%s" % (h.group(2), h.group(1))
+        if s is None and i == len(hdrs) - 1:
+            last = cid  # where a killed run was
+        old = cases.get(cid)
+        if s is not None and (old is None or RANK[s] > RANK[old]):
+            cases[cid] = s
+        elif old is None:
+            cases[cid] = None
+    cases = {k: v or "unfinished" for k, v in cases.items()}
+    why = {}  # case -> the last line of its traceback
+    for e in ERR.finditer(text):
+        cid = e.group(2) if e.group(2).endswith("." + e.group(1)) else \
+            "%s.%s" % (e.group(2), e.group(1))
+        lines = [x.strip() for x in e.group(3).splitlines() if x.strip()]
+        why.setdefault(cid, lines[-1][:120] if lines else "")
+    rc = int(st["rc"])
+    res = re.findall(r"^Tests result: ([A-Z][A-Z ,]*)$", text, re.M)
+    if rc in (124, 137):
+        mod = "killed by timeout(1)"
+    elif re.search(r"Timeout \(\d+:\d\d:\d\d\)!$", text, re.M):
+        mod = "regrtest timeout"
+    elif res:
+        mod = {"SUCCESS": "passed", "FAILURE": "failed", "ENV CHANGED": "env-changed",
+               "NO TESTS RAN": "no-tests-ran"}.get(res[-1].strip(), res[-1].strip().lower())
+    else:
+        mod = "crashed rc=%d" % rc
+    if mod.startswith(("killed", "regrtest")) and last:
+        mod += " in " + last
+    return dict(mod=mod, cases=cases, why=why, ms=int(st["ms"]), left=int(st["leftover"]), rc=rc)
+
+def short(names, n=6):
+    names = sorted(names)
+    return ",".join(names[:n]) + (" +%d more" % (len(names) - n) if len(names) > n else "")
+
+fails, tb, th, nprof, npids, ncases, failed_mods, slows, how = [], 0, 0, 0, 0, 0, [], [], set()
+for m in mods:
+    b, h = parse(os.path.join(d, m, "base")), parse(os.path.join(d, m, "ht"))
+    p = open(os.path.join(d, m, "prof.txt")).read().split("\n")
+    prc, p = int(p[0]), p[1].strip()
+    pm = re.match(r"profiles=(\d+) pids=(\d+) (\S+)", p)
+    if pm:
+        nprof, npids = nprof + int(pm.group(1)), npids + int(pm.group(2))
+        how.add(pm.group(3))
+    tb, th = tb + b["ms"], th + h["ms"]
+    bc, hc = b["cases"], h["cases"]
+    ncases += len(bc)
+    diffs = []
+    if b["mod"] != h["mod"]:
+        diffs.append("module %s without, %s with heaptap" % (b["mod"], h["mod"]))
+    only_h = [c for c in hc if hc[c] in BAD and bc.get(c) not in BAD]
+    only_b = [c for c in bc if bc[c] in BAD and hc.get(c) not in BAD]
+    if only_h:
+        diffs.append("failing only under heaptap: " +
+                     short("%s(%s)" % (c.split(".", 2)[-1], hc[c]) for c in only_h))
+        diffs += ["  %s: %s" % (c.split(".", 2)[-1], h["why"][c])
+                  for c in sorted(only_h)[:3] if h["why"].get(c)]
+    if only_b:
+        diffs.append("failing only without heaptap: " +
+                     short("%s(%s)" % (c.split(".", 2)[-1], bc[c]) for c in only_b))
+        diffs += ["  %s: %s" % (c.split(".", 2)[-1], b["why"][c])
+                  for c in sorted(only_b)[:3] if b["why"].get(c)]
+    for x, y, z in ((bc, hc, "under"), (hc, bc, "without")):
+        gone = [c for c in x if c not in y and c not in only_h and c not in only_b]
+        if gone:
+            diffs.append("%d cases not run %s heaptap: %s" % (
+                len(gone), z, short(c.split(".", 2)[-1] for c in gone)))
+    other = [c for c in set(bc) & set(hc) if c not in only_h and c not in only_b and
+             bc[c] != hc[c]]
+    if other:
+        diffs.append("results differ (without/with heaptap): " + short("%s(%s/%s)" % (
+            c.split(".", 2)[-1], bc[c], hc[c]) for c in other))
+    if b["left"] != h["left"]:
+        diffs.append("left %d processes behind without, %d with heaptap" % (b["left"], h["left"]))
+    if prc != 0:
+        diffs.append("profiles: " + p)
+    elif h["ms"] > 5000 and pm and pm.group(1) == "0":
+        diffs.append("no profiles in %.0fs" % (h["ms"] / 1000))
+    bad_b = sorted(c for c in bc if bc[c] in BAD)
+    print("%-26s base %-12s %7.1fs %4d cases%s | heaptap %-12s %7.1fs x%.2f %4d cases | %s" % (
+        m, b["mod"].split(" in ")[0], b["ms"] / 1000, len(bc),
+        " (%d failing)" % len(bad_b) if bad_b else "", h["mod"].split(" in ")[0],
+        h["ms"] / 1000, h["ms"] / max(b["ms"], 1), len(hc), p if prc == 0 else "profiles BAD"))
+    for x in diffs:
+        print("%-26s   DIFF %s" % ("", x))
+    if diffs:
+        fails.append("%s: %s" % (m, "; ".join(diffs)))
+    if h["ms"] > slow * b["ms"] and h["ms"] - b["ms"] > 60000:
+        print("%-26s   SLOW x%.1f: %.0fs more under heaptap" % (
+            "", h["ms"] / b["ms"], (h["ms"] - b["ms"]) / 1000))
+        slows.append("%s x%.1f" % (m, h["ms"] / b["ms"]))
+    if b["mod"] != "passed":
+        failed_mods.append("%s %s" % (m, b["mod"]))
+ratio = th / max(tb, 1)
+t = "time %.0fs without, %.0fs with heaptap (x%.2f%s)" % (
+    tb / 1000, th / 1000, ratio, "; slowest " + ", ".join(slows) if slows else "")
+if ratio > slow:
+    fails.append("heaptap runs x%.2f slower in total (limit x%g)" % (ratio, slow))
+if nprof == 0:
+    fails.append("no profiles at all")
+if fails:
+    print("FAIL %s; %s" % (" | ".join(fails), t))
+else:
+    print("PASS %d modules, %d test cases: same result per module and per case%s; %s; "
+          "profiles=%d pids=%d %s" % (len(mods), ncases,
+          " (also without heaptap: %s)" % ", ".join(failed_mods) if failed_mods else "",
+          t, nprof, npids, "/".join(sorted(how))))
 EOF
 }
 
 t_python() {
 	need_pkgs libpython3.11-testsuite || { result FAIL python "cannot install libpython3.11-testsuite"; return; }
-	local d=$WORK/python
-	mkdir -p "$d/prof"
-	HTDIR=$d/prof
-	py_run base "$d/base"
-	py_run ht "$d/ht"
-	local b h p
-	b=$(cat "$d/base/result")
-	h=$(cat "$d/ht/result")
-	p=$(profiles "$d/prof")
-	local prc=$?
-	if [ "$b" = "$h" ] && [ "$(cat "$d/base/rc")" = "$(cat "$d/ht/rc")" ] && [ $prc = 0 ]; then
-		result PASS python "same pass/fail sets ($h; rc $(cat "$d/ht/rc")) $p"
-	else
-		result FAIL python "base=[$b rc $(cat "$d/base/rc")] heaptap=[$h rc $(cat "$d/ht/rc")] $p (logs $d)"
-	fi
+	local d=$WORK/python m
+	for m in $PYTESTS; do
+		mkdir -p "$d/$m/prof"
+		# sticky and world-writable like /tmp: children that change uid
+		# (test_subprocess as root) may dump too
+		chmod 1777 "$d/$m/prof"
+		HTDIR=$d/$m/prof
+		py_run base "$d/$m/base" "$m"
+		py_run ht "$d/$m/ht" "$m"
+		{ profiles "$HTDIR" >"$d/$m/prof.tmp"; echo $?; cat "$d/$m/prof.tmp"; } >"$d/$m/prof.txt"
+	done
+	# shellcheck disable=SC2086
+	py_compare "$d" $PYTESTS >"$d/summary.txt" 2>&1
+	sed '$d; s/^/    /' "$d/summary.txt" >&2
+	local last
+	last=$(tail -1 "$d/summary.txt")
+	case "$last" in
+	"PASS "*) result PASS python "${last#PASS }" ;;
+	"FAIL "*) result FAIL python "${last#FAIL } (logs $d)" ;;
+	*) result FAIL python "cannot compare: $last (logs $d)" ;;
+	esac
 }
 
 # ------------------------------------------------------------------ sqlite
