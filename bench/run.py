@@ -489,7 +489,7 @@ def machine_info(e):
         "gcc": sh("gcc -dumpfullversion"),
         "glibc": platform.libc_ver()[1],
         "heaptap": sh("strings %s | grep -m1 -E '^heaptap [0-9]'" % e.lib) or
-        sh("grep -m1 'project(heaptap VERSION' %s/CMakeLists.txt" % ROOT),
+        sh("grep -m1 '^#define HEAPTAP_VERSION_STRING' %s/include/heaptap.h" % ROOT),
         "heaptap_commit": sh("git -C %s rev-parse --short HEAD" % ROOT) +
         (" (+ uncommitted changes)" if sh("git -C %s status --porcelain -- src include" % ROOT)
          else ""),

@@ -76,13 +76,16 @@ void ht_stack_init(void)
 	extern void *__libc_stack_end;
 	struct rlimit rl;
 	uintptr_t top = (uintptr_t)__libc_stack_end;
-	if (!top || getrlimit(RLIMIT_STACK, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
-	    rl.rlim_cur >= top)
-		return; /* unknown: no room check on the main thread */
+	if (!top || getrlimit(RLIMIT_STACK, &rl) != 0)
+		return; /* unknown: heaptap's own stack on the main thread */
 	/* __libc_stack_end is near the top; the stack may grow to the limit
-	 * below the top of its mapping, a few pages above it at most. */
+	 * below the top of its mapping, a few pages above it at most. Without a
+	 * limit it grows until it meets another mapping: take 64 MiB as known. */
+	size_t limit = rl.rlim_cur == RLIM_INFINITY ? (size_t)64 << 20 : (size_t)rl.rlim_cur;
 	main_hi = (top + 65535) & ~(uintptr_t)65535;
-	main_lo = main_hi - rl.rlim_cur;
+	if (limit >= main_hi)
+		return;
+	main_lo = main_hi - limit;
 }
 
 void ht_stack_note_main(struct ht_thread *th)
@@ -168,9 +171,20 @@ static size_t room(const struct ht_thread *th, uintptr_t sp)
 	return SIZE_MAX;
 }
 
+bool ht_stack_roomy(const struct ht_thread *th)
+{
+	size_t left = room(th, sp_now());
+	return left != SIZE_MAX && left >= NEED_HERE;
+}
+
 bool ht_stack_run(struct ht_thread *th, void (*fn)(void *), void *arg)
 {
 	size_t left = room(th, sp_now());
+	if (left != SIZE_MAX && left >= NEED_HERE) {
+		fn(arg);
+		return true;
+	}
+	/* A small stack, or one whose size is unknown (a fiber's): heaptap's. */
 	if (!th->own_stack && left >= NEED_OWN)
 		th->own_stack = pool_take();
 	if (th->own_stack && left >= NEED_OWN) {

@@ -189,13 +189,18 @@ static void record(const struct sample *sm, const uintptr_t *pcs, unsigned depth
  * and the walk cost the program's stack nothing. No ring reservation is
  * held across the walk: an event the thread writes meanwhile (a free) must
  * not land in it. */
-static void sample_here(void *arg)
+static inline __attribute__((always_inline)) void sample_here(void *arg)
 {
 	const struct sample *sm = arg;
 	unsigned max = ht_opt.depth < HT_MAX_DEPTH ? ht_opt.depth : HT_MAX_DEPTH;
 	uintptr_t pcs[max + HT_UNWIND_SLACK];
 	unsigned depth = ht_unwind_capture(pcs, max, sm->ra, sm->rate < HT_EXACT_RATE_LIMIT);
 	record(sm, pcs, depth);
+}
+
+static void sample_walk(void *arg)
+{
+	sample_here(arg);
 }
 
 static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
@@ -206,7 +211,9 @@ static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
 		return;
 	}
 	struct sample sm = {th, p, n, rate, ra};
-	if (!ht_stack_run(th, sample_here, &sm)) {
+	if (ht_stack_roomy(th))
+		sample_here(&sm);
+	else if (!ht_stack_run(th, sample_walk, &sm)) {
 		/* Too little room to walk: the caller, and a frame saying so. */
 		uintptr_t pcs[2] = {ra, HT_PC_NOT_TAKEN};
 		atomic_fetch_add_explicit(&ht_core.small_stack_samples, 1, memory_order_relaxed);
