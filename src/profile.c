@@ -358,7 +358,7 @@ static void flush(struct builder *b)
 struct ht_profile_ctx {
 	struct ht_maps maps;
 	size_t nkeys;
-	struct ht_sym *sym; /* opened by the first profile that symbolizes */
+	struct ht_symbolizer *sym; /* opened by the first profile that symbolizes */
 };
 
 int ht_profile_ctx_open(struct ht_profile_ctx **out, const struct ht_profile_input *in)
@@ -378,7 +378,7 @@ void ht_profile_ctx_close(struct ht_profile_ctx *c)
 {
 	if (!c)
 		return;
-	ht_sym_close(c->sym);
+	ht_symbolize_close(c->sym);
 	ht_maps_free(&c->maps);
 	ht_mem_free(c);
 }
@@ -588,13 +588,13 @@ static int64_t round_value(double v)
 static void symbolize_locations(struct builder *b)
 {
 	if (!b->ctx->sym) {
-		int err = ht_sym_open(&b->ctx->sym, b->ctx->nkeys);
+		int err = ht_symbolize_open(&b->ctx->sym, b->ctx->nkeys);
 		if (err) {
 			b->err = err;
 			return;
 		}
 	}
-	struct ht_sym *sym = b->ctx->sym;
+	struct ht_symbolizer *sym = b->ctx->sym;
 	for (size_t i = 0; i < b->nlocs && !b->err; i++) {
 		struct loc *l = &b->locs[i];
 		maybe_tick(b);
@@ -607,8 +607,8 @@ static void symbolize_locations(struct builder *b)
 		l->map = pmap_id(b, key);
 		struct pmap *pm = &b->pmaps[l->map - 1];
 		pm->nloc++;
-		struct ht_sym_frame f;
-		if (ht_sym_lookup(sym, key, pm->m, addr, &f) != 0)
+		struct ht_symbolize_frame f;
+		if (ht_symbolize_lookup(sym, key, pm->m, addr, &f) != 0)
 			continue;
 		int64_t name = intern(b, f.func), file = intern(b, f.file);
 		l->func = function(b, name, file) + 1;

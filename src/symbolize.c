@@ -4,7 +4,7 @@
  * Owns the per-dump symbolizer: one Dwfl per module, reported by hand with
  * dwfl_report_elf at the module's load bias (so /proc/self/maps modules and
  * "gone" modules can overlap in address), opened lazily and ended together
- * in ht_sym_close. Function names come from the module's symbol table, which
+ * in ht_symbolize_close. Function names come from the module's symbol table, which
  * is sorted once per module here: dwfl_module_addrname scans the whole table
  * for every address (seconds for a few thousand addresses in libc). File and
  * line come from dwfl_module_getsrc. Separate debug info is looked up by build
@@ -42,7 +42,7 @@ struct sym_mod {
 	size_t nsyms;
 };
 
-struct ht_sym {
+struct ht_symbolizer {
 	size_t n;
 	struct sym_mod mods[];
 };
@@ -81,9 +81,9 @@ static const Dwfl_Callbacks callbacks = {
         .section_address = dwfl_offline_section_address,
 };
 
-int ht_sym_open(struct ht_sym **out, size_t nmodules)
+int ht_symbolize_open(struct ht_symbolizer **out, size_t nmodules)
 {
-	struct ht_sym *s = ht_mem_calloc(1, sizeof(*s) + nmodules * sizeof(s->mods[0]));
+	struct ht_symbolizer *s = ht_mem_calloc(1, sizeof(*s) + nmodules * sizeof(s->mods[0]));
 	if (!s)
 		return -ENOMEM;
 	s->n = nmodules;
@@ -195,7 +195,7 @@ static const char *find_symbol(const struct sym_mod *sm, uintptr_t addr)
 	return NULL;
 }
 
-static struct sym_mod *sym_mod_get(struct ht_sym *s, size_t key, const struct ht_module *m)
+static struct sym_mod *sym_mod_get(struct ht_symbolizer *s, size_t key, const struct ht_module *m)
 {
 	if (key >= s->n)
 		return NULL;
@@ -221,8 +221,8 @@ static struct sym_mod *sym_mod_get(struct ht_sym *s, size_t key, const struct ht
 	return sm->state == MOD_OK ? sm : NULL;
 }
 
-int ht_sym_lookup(struct ht_sym *s, size_t key, const struct ht_module *m, uintptr_t addr,
-                  struct ht_sym_frame *f)
+int ht_symbolize_lookup(struct ht_symbolizer *s, size_t key, const struct ht_module *m,
+                        uintptr_t addr, struct ht_symbolize_frame *f)
 {
 	memset(f, 0, sizeof(*f));
 	struct sym_mod *sm = sym_mod_get(s, key, m);
@@ -238,7 +238,7 @@ int ht_sym_lookup(struct ht_sym *s, size_t key, const struct ht_module *m, uintp
 	return f->func ? 0 : -ENOENT;
 }
 
-void ht_sym_close(struct ht_sym *s)
+void ht_symbolize_close(struct ht_symbolizer *s)
 {
 	if (!s)
 		return;
