@@ -18,6 +18,7 @@
 #include "options.h"
 #include "output.h"
 #include "profile.h"
+#include "real.h"
 #include "thread.h"
 #include "tls.h"
 
@@ -72,7 +73,7 @@ static uint64_t read_rss(void)
 	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-#define NCOMMENTS 9
+#define NCOMMENTS 10
 struct snapshot {
 	struct ht_heap_row *heap;
 	size_t nheap;
@@ -120,10 +121,17 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	         HEAPTAP_VERSION_STRING, (int)ht_core.pid, (unsigned long long)rate);
 	snprintf(s->text[k++], sizeof(s->text[0]), "rss_bytes=%llu",
 	         (unsigned long long)read_rss());
+	/* mallinfo2 describes glibc's arenas: under another allocator they hold
+	 * next to nothing of the program's, and the comment says so. */
+	char abuf[64];
+	const char *alloc = ht_real_allocator(abuf, sizeof(abuf));
+	bool glibc = strcmp(alloc, "glibc") == 0;
+	snprintf(s->text[k++], sizeof(s->text[0]), "allocator=%s", alloc);
 	snprintf(s->text[k++], sizeof(s->text[0]),
 	         "malloc_in_use_bytes=%zu malloc_free_held_bytes=%zu malloc_mmap_bytes=%zu "
-	         "malloc_releasable_bytes=%zu (glibc mallinfo2)",
-	         mi.uordblks + mi.hblkhd, mi.fordblks, mi.hblkhd, mi.keepcost);
+	         "malloc_releasable_bytes=%zu (glibc mallinfo2%s)",
+	         mi.uordblks + mi.hblkhd, mi.fordblks, mi.hblkhd, mi.keepcost,
+	         glibc ? "" : "; not the allocator in use");
 	snprintf(s->text[k++], sizeof(s->text[0]),
 	         "heap_live_estimate_bytes=%.0f heap_live_estimate_objects=%.0f live_samples=%llu",
 	         tot.live_bytes, tot.live_objects, (unsigned long long)tot.live_samples);

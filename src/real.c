@@ -14,7 +14,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
@@ -104,4 +106,22 @@ int ht_real_init(void)
 	RESOLVE(setns, "setns");
 	RESOLVE(pipe2, "pipe2");
 	return 0;
+}
+
+const char *ht_real_allocator(char *buf, size_t n)
+{
+	static const char *const known[][2] = {
+	        {"libc.so", "glibc"},     {"libc-", "glibc"},       {"jemalloc", "jemalloc"},
+	        {"tcmalloc", "tcmalloc"}, {"mimalloc", "mimalloc"},
+	};
+	Dl_info info;
+	if (!dladdr((void *)ht_real.malloc, &info) || !info.dli_fname)
+		return "unknown";
+	const char *base = strrchr(info.dli_fname, '/');
+	base = base ? base + 1 : info.dli_fname;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strstr(base, known[i][0]))
+			return known[i][1];
+	snprintf(buf, n, "%s", *base ? base : "the program");
+	return buf;
 }

@@ -44,4 +44,8 @@ extern struct ht_real ht_real;
  * required function is missing (then heaptap cannot run at all). */
 int ht_real_init(void);
 
+/* Which allocator the next malloc is: "glibc", "jemalloc", "tcmalloc",
+ * "mimalloc", or the file that defines it (the program's own, say). */
+const char *ht_real_allocator(char *buf, size_t n);
+
 #endif

@@ -701,6 +701,9 @@ def check_heap_shape(ctx, prof, rate=None):
               "got %s" % (prof.period_type,))
     if rate is not None:
         ctx.check(prof.period == rate, "period == rate %d" % rate, "got %s" % prof.period)
+    # The comments name the allocator underneath: glibc in every test program.
+    ctx.check("allocator=glibc" in prof.comments, "comments name the allocator (glibc)",
+              str(prof.comments))
 
 
 def check_thread_shape(ctx, prof):
