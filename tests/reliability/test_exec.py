@@ -41,10 +41,18 @@ def body(ctx):
     ctx.check(p.returncode == 0, "spawn: raw clone, posix_spawn, vfork children all reaped "
               "(%s)" % " ".join(l for l in p.out if "=" in l)[:200], p.transcript())
     ctx.check(p.values().get("dump") == "0", "spawn: API dump afterwards returns 0")
-    finals = check_outdir(ctx, d, "spawn: ", allow_tmp=True)
-    ctx.check(all(k[0] == p.pid for k in finals),
-              "spawn: only the parent writes (the children exec /bin/true or _exit)",
-              str(sorted(finals))[:300])
+    finals = check_outdir(ctx, d, "spawn: ", allow_tmp=False)
+    # Raw clone and vfork children share the parent's heaptap state but have
+    # no thread of heaptap's, and end at once: they write nothing. An exec'd
+    # /bin/true is a new image: under load it may live past the inherited
+    # 10 ms interval and write a pair of its own, complete and under its own
+    # pid (check_outdir above holds it to that).
+    others = sorted({k[0] for k in finals if k[0] != p.pid})
+    ctx.check(any(k[0] == p.pid for k in finals),
+              "spawn: the parent's dumps are there", str(sorted(finals))[:300])
+    if others:
+        ctx.note("spawn: %d exec'd children lived past the 10 ms interval and wrote their "
+                 "own pairs" % len(others))
 
     # 2. fork+exec and posix_spawn
     d = ctx.tmpdir("exec-fork")
