@@ -326,8 +326,9 @@ void ht_thread_atfork_child(void)
 	}
 	for (unsigned i = 0; i < MAX_OWN; i++)
 		atomic_store(&own_tids[i], 0);
-	/* The thread that forked is the child's only one. */
+	/* The thread that forked is the child's only one, and its leader. */
 	atomic_store(&program_threads, 1);
+	atomic_store(&main_gone, false);
 }
 
 void ht_thread_note_own(pid_t tid)
