@@ -101,7 +101,7 @@ API int heaptap_stats(struct heaptap_stats *out, size_t size)
 	ht_busy_enter(t);
 	struct ht_agg_totals tot;
 	uint64_t samples = atomic_load(&ht_core.samples_reaped);
-	int64_t live = 0;
+	int64_t live = 0, unjoined = 0;
 	struct ht_thread_row *rows = NULL;
 	size_t nrows = 0;
 	ht_agg_lock();
@@ -109,7 +109,7 @@ API int heaptap_stats(struct heaptap_stats *out, size_t size)
 	ht_agg_totals(&tot);
 	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next))
 		samples += th->nsamples;
-	if (ht_thread_rows(&rows, &nrows, &live) == 0)
+	if (ht_thread_rows(&rows, &nrows, &live, &unjoined) == 0)
 		ht_mem_free(rows);
 	ht_agg_unlock();
 	ht_busy_exit(t);

@@ -79,7 +79,7 @@ struct snapshot {
 	size_t nheap;
 	struct ht_thread_row *threads;
 	size_t nthreads;
-	int64_t live_threads;
+	int64_t live_threads, unjoined_threads;
 	char text[NCOMMENTS][160];
 	const char *comments[NCOMMENTS];
 	size_t ncomments;
@@ -104,7 +104,8 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	if (want_heap)
 		r = ht_agg_heap_rows(&s->heap, &s->nheap);
 	if (r == 0)
-		r = ht_thread_rows(&s->threads, &s->nthreads, &s->live_threads);
+		r = ht_thread_rows(&s->threads, &s->nthreads, &s->live_threads,
+		                   &s->unjoined_threads);
 	ht_agg_totals(&tot);
 	ht_agg_unlock();
 	if (r != 0) {
@@ -135,7 +136,8 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	snprintf(s->text[k++], sizeof(s->text[0]),
 	         "heap_live_estimate_bytes=%.0f heap_live_estimate_objects=%.0f live_samples=%llu",
 	         tot.live_bytes, tot.live_objects, (unsigned long long)tot.live_samples);
-	snprintf(s->text[k++], sizeof(s->text[0]), "live_threads=%lld", (long long)s->live_threads);
+	snprintf(s->text[k++], sizeof(s->text[0]), "live_threads=%lld unjoined_threads=%lld",
+	         (long long)s->live_threads, (long long)s->unjoined_threads);
 	snprintf(s->text[k++], sizeof(s->text[0]),
 	         "samples_dropped=%llu events_dropped=%llu table_overflow_samples=%llu",
 	         (unsigned long long)atomic_load(&ht_core.dropped_samples),

@@ -308,6 +308,53 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)
 	return ht_track_pthread_create(ht_real.pthread_create, th, attr, fn, arg, RA());
 }
 
+/* A thread that ended is only gone once joined or detached: until then glibc
+ * keeps its stack, and the thread profile counts it as "unjoined". */
+static int settled(int r, pthread_t th)
+{
+	if (r == 0)
+		ht_track_thread_settled(th);
+	return r;
+}
+
+#define NEXT_OR(fn, fail)                                                                          \
+	if (UNLIKELY(!ht_real.fn)) {                                                               \
+		ht_track_start();                                                                  \
+		if (!ht_real.fn)                                                                   \
+			return fail;                                                               \
+	}
+
+EXPORT int pthread_join(pthread_t th, void **ret)
+{
+	NEXT_OR(pthread_join, ENOSYS);
+	return settled(ht_real.pthread_join(th, ret), th);
+}
+
+EXPORT int pthread_tryjoin_np(pthread_t th, void **ret)
+{
+	NEXT_OR(pthread_tryjoin_np, ENOSYS);
+	return settled(ht_real.pthread_tryjoin_np(th, ret), th);
+}
+
+EXPORT int pthread_timedjoin_np(pthread_t th, void **ret, const struct timespec *abstime)
+{
+	NEXT_OR(pthread_timedjoin_np, ENOSYS);
+	return settled(ht_real.pthread_timedjoin_np(th, ret, abstime), th);
+}
+
+EXPORT int pthread_clockjoin_np(pthread_t th, void **ret, clockid_t clock,
+                                const struct timespec *abstime)
+{
+	NEXT_OR(pthread_clockjoin_np, ENOSYS);
+	return settled(ht_real.pthread_clockjoin_np(th, ret, clock, abstime), th);
+}
+
+EXPORT int pthread_detach(pthread_t th)
+{
+	NEXT_OR(pthread_detach, ENOSYS);
+	return settled(ht_real.pthread_detach(th), th);
+}
+
 /* ------------------------------------------------------------------ loader */
 
 EXPORT int dlclose(void *handle)

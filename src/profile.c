@@ -832,8 +832,8 @@ int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx 
 	if (err)
 		return profile_end(&b, err, NULL, 0);
 
-	int64_t korigin = intern(&b, "origin");
-	int64_t total = 0;
+	int64_t korigin = intern(&b, "origin"), kstate = intern(&b, "state");
+	int64_t total = 0, ended = 0;
 	for (size_t i = 0; i < in->nthreads && !b.err; i++) {
 		const struct ht_thread_row *r = &in->threads[i];
 		char name[96];
@@ -842,14 +842,20 @@ int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx 
 			root = thread_root(r->label, name, sizeof(name));
 		size_t n = stack_ids(&b, r->pcs, r->depth, root, -1);
 		size_t start = sample_begin(&b, n, &r->count, 1);
+		bool unjoined = r->state && strcmp(r->state, "unjoined") == 0;
+		sample_label(&b, kstate, intern(&b, unjoined ? "unjoined" : "running"), 0, 0);
 		if (r->label)
 			sample_label(&b, korigin, intern(&b, r->label), 0, 0);
 		sample_end(&b, start);
 		total += r->count;
+		if (unjoined)
+			ended += r->count;
 	}
 
-	char line[64];
-	snprintf(line, sizeof(line), "live threads: %lld", (long long)total);
-	int64_t comment = intern(&b, line);
-	return profile_end(&b, 0, &comment, 1);
+	char line[2][96];
+	snprintf(line[0], sizeof(line[0]), "live threads: %lld", (long long)total);
+	snprintf(line[1], sizeof(line[1]), "running_threads=%lld unjoined_threads=%lld",
+	         (long long)(total - ended), (long long)ended);
+	int64_t comments[2] = {intern(&b, line[0]), intern(&b, line[1])};
+	return profile_end(&b, 0, comments, 2);
 }

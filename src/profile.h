@@ -44,6 +44,7 @@ struct ht_thread_row {
 	uint32_t depth;       /* 0: unknown creation stack */
 	const char *label;    /* optional: "main", "unknown"; NULL for none */
 	int64_t count;        /* live threads created there */
+	const char *state;    /* "running" or "unjoined"; NULL: running */
 };
 
 struct ht_profile_input {

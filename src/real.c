@@ -97,6 +97,11 @@ int ht_real_init(void)
 	RESOLVE(free_sized, "free_sized");
 	RESOLVE(free_aligned_sized, "free_aligned_sized");
 	RESOLVE(pthread_create, "pthread_create");
+	RESOLVE(pthread_join, "pthread_join");
+	RESOLVE(pthread_tryjoin_np, "pthread_tryjoin_np");
+	RESOLVE(pthread_timedjoin_np, "pthread_timedjoin_np");
+	RESOLVE(pthread_clockjoin_np, "pthread_clockjoin_np");
+	RESOLVE(pthread_detach, "pthread_detach");
 	RESOLVE(dlclose, "dlclose");
 	RESOLVE(sigaction, "sigaction");
 	RESOLVE(signal, "signal");

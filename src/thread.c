@@ -167,6 +167,7 @@ HT_OWN_TEXT static void *thread_start(void *arg)
 	struct ht_thread *th = arg;
 	struct ht_tls *t = &ht_tls;
 	atomic_store(&th->tid, sys_gettid());
+	th->handle = pthread_self(); /* before the program can detach itself */
 	t->thr = th;
 	ht_busy_enter(t);
 	ht_stack_note_bounds(th);
@@ -242,6 +243,11 @@ int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(
 		atomic_fetch_sub(&program_threads, 1);
 		return r;
 	}
+	th->handle = *thread;
+	int detach = PTHREAD_CREATE_JOINABLE;
+	if (attr && pthread_attr_getdetachstate(attr, &detach) == 0 &&
+	    detach == PTHREAD_CREATE_DETACHED)
+		atomic_store(&th->settled, true);
 	atomic_store_explicit(&th->launched, 1, memory_order_release);
 	atomic_fetch_add_explicit(&ht_threads_created, 1, memory_order_relaxed);
 	/* The program is multithreaded now, so heaptap's thread can no longer
@@ -259,6 +265,26 @@ static bool task_gone(pid_t tid)
 	if (tid <= 0)
 		return false;
 	return syscall(SYS_tgkill, ht_core.pid, tid, 0) != 0 && errno == ESRCH;
+}
+
+/* Ended, launched by heaptap's trampoline, and neither joined nor detached. */
+static bool unjoined(const struct ht_thread *th)
+{
+	return th->from_create && atomic_load(&th->launched) &&
+	       atomic_load(&th->state) == HT_THR_EXITED && !atomic_load(&th->settled);
+}
+
+void ht_thread_settled(pthread_t h)
+{
+	ht_agg_lock();
+	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
+		if (th->from_create && atomic_load(&th->launched) && !atomic_load(&th->settled) &&
+		    pthread_equal(th->handle, h)) {
+			atomic_store(&th->settled, true);
+			break;
+		}
+	}
+	ht_agg_unlock();
 }
 
 void ht_thread_reap(void (*drain)(struct ht_thread *))
@@ -281,6 +307,17 @@ void ht_thread_reap(void (*drain)(struct ht_thread *))
 			 * gone when the kernel no longer knows their tid. */
 			gone = (st == HT_THR_EXITED || st == HT_THR_DEAD || !th->from_create) &&
 			       task_gone(atomic_load(&th->tid));
+		}
+		if (gone && unjoined(th)) {
+			/* Ended, never joined or detached: glibc keeps its stack, so the
+			 * record (its creation stack) stays until the program joins it.
+			 * Its ring and heaptap's stack for it go now. */
+			if (atomic_exchange_explicit(&th->ring_ready, 0, memory_order_acq_rel)) {
+				drain(th);
+				ht_ring_destroy(&th->ring);
+			}
+			ht_stack_release(th);
+			gone = false;
 		}
 		if (!gone) {
 			prev = th;
@@ -323,6 +360,8 @@ void ht_thread_atfork_child(void)
 		}
 		if (atomic_load(&th->state) != HT_THR_DEAD)
 			atomic_store(&th->state, th->is_static ? HT_THR_DEAD : HT_THR_EXITED);
+		/* They do not exist here at all: nothing to join. */
+		atomic_store(&th->settled, true);
 	}
 	for (unsigned i = 0; i < MAX_OWN; i++)
 		atomic_store(&own_tids[i], 0);
@@ -408,14 +447,50 @@ struct tgroup {
 	int64_t count;
 };
 
-int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
+/* Count th under its creation stack in groups. */
+static int group_add(struct tgroup **groups, size_t *ng, const struct ht_thread *th)
 {
-	struct tgroup *groups = NULL, *g, *tmp;
-	int64_t known = 0, main_alive = 0;
+	struct tgroup *g;
+	HASH_FIND(hh, *groups, th->pcs, th->depth * sizeof(uintptr_t), g);
+	if (!g) {
+		g = ht_mem_calloc(1, sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		g->pcs = th->pcs;
+		g->depth = th->depth;
+		HASH_ADD_KEYPTR(hh, *groups, g->pcs, g->depth * sizeof(uintptr_t), g);
+		(*ng)++;
+	}
+	g->count++;
+	return 0;
+}
+
+static void groups_free(struct tgroup **groups)
+{
+	struct tgroup *g, *tmp;
+	HASH_ITER(hh, *groups, g, tmp)
+	{
+		HASH_DEL(*groups, g);
+		ht_mem_free(g);
+	}
+}
+
+int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *running, int64_t *unjoined_out)
+{
+	/* [0] running, [1] unjoined */
+	struct tgroup *groups[2] = {NULL, NULL}, *g, *tmp;
+	static const char *const states[2] = {"running", "unjoined"};
+	int64_t known = 0, ended = 0, main_alive = 0;
 	size_t ng = 0;
 	int rc = 0;
-	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
+	for (struct ht_thread *th = atomic_load(&ht_threads); th && rc == 0;
+	     th = atomic_load(&th->next)) {
 		int st = atomic_load(&th->state);
+		if (unjoined(th)) {
+			ended++;
+			rc = group_add(&groups[1], &ng, th);
+			continue;
+		}
 		if (st != HT_THR_RUNNING && st != HT_THR_STARTING)
 			continue;
 		if (th->is_main) {
@@ -425,20 +500,10 @@ int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
 		if (!th->from_create || !atomic_load(&th->launched))
 			continue;
 		known++;
-		HASH_FIND(hh, groups, th->pcs, th->depth * sizeof(uintptr_t), g);
-		if (!g) {
-			g = ht_mem_calloc(1, sizeof(*g));
-			if (!g) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			g->pcs = th->pcs;
-			g->depth = th->depth;
-			HASH_ADD_KEYPTR(hh, groups, g->pcs, g->depth * sizeof(uintptr_t), g);
-			ng++;
-		}
-		g->count++;
+		rc = group_add(&groups[0], &ng, th);
 	}
+	if (rc != 0)
+		goto out;
 	/* The thread-group leader's task stays listed after it has called
 	 * pthread_exit (a zombie, until the process ends). */
 	int64_t tasks = count_tasks() - (atomic_load(&main_gone) ? 1 : 0);
@@ -452,22 +517,21 @@ int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total)
 	}
 	size_t k = 0;
 	if (main_alive)
-		r[k++] = (struct ht_thread_row){.depth = 0, .label = "main", .count = 1};
-	HASH_ITER(hh, groups, g, tmp)
-	{
-		r[k++] =
-		        (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth, .count = g->count};
-	}
+		r[k++] = (struct ht_thread_row){.label = "main", .state = "running", .count = 1};
+	for (int i = 0; i < 2; i++)
+		HASH_ITER(hh, groups[i], g, tmp)
+		{
+			r[k++] = (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth,
+			                                .state = states[i], .count = g->count};
+		}
 	if (unknown)
-		r[k++] = (struct ht_thread_row){.depth = 0, .label = "unknown", .count = unknown};
+		r[k++] = (struct ht_thread_row){.label = "unknown", .state = "running", .count = unknown};
 	*rows = r;
 	*n = k;
-	*total = main_alive + known + unknown;
+	*running = main_alive + known + unknown;
+	*unjoined_out = ended;
 out:
-	HASH_ITER(hh, groups, g, tmp)
-	{
-		HASH_DEL(groups, g);
-		ht_mem_free(g);
-	}
+	groups_free(&groups[0]);
+	groups_free(&groups[1]);
 	return rc;
 }

@@ -44,6 +44,8 @@ struct ht_thread {
 	void *(*fn)(void *);
 	void *arg;
 	uintptr_t stack_lo, stack_hi; /* the thread's stack; 0 unknown (stack.c) */
+	pthread_t handle;             /* as pthread_create gave it */
+	_Atomic bool settled;         /* joined or detached: nothing holds it once ended */
 	void *own_stack;              /* heaptap's stack for it; NULL until needed */
 	uint64_t stack_hash;
 	uint32_t depth;  /* creation stack depth; 0 unknown */
@@ -81,13 +83,19 @@ void ht_thread_watch_main(void);
 /* How many of the program's threads heaptap knows to be alive. */
 int ht_thread_program_alive(void);
 
-/* Thread profile rows: live threads grouped by creation stack, the main
- * thread, and tasks heaptap did not see start (ht_mem memory, free with
- * ht_mem_free; the pcs stay valid for the life of the process). Under the
- * aggregation lock, which keeps the registry's records alive. *total gets
- * the live threads. 0 or -ENOMEM. */
+/* Thread profile rows: threads grouped by creation stack and state
+ * ("running", or "unjoined": ended but never joined or detached, so glibc
+ * still holds its stack), the main thread, and tasks heaptap did not see
+ * start (ht_mem memory, free with ht_mem_free; the pcs stay valid for the
+ * life of the process). Under the aggregation lock, which keeps the
+ * registry's records alive. *running and *unjoined get the two totals.
+ * 0 or -ENOMEM. */
 struct ht_thread_row;
-int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *total);
+int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *running, int64_t *unjoined);
+
+/* The program joined or detached thread h (its wrapper saw success): once
+ * ended, it holds nothing. */
+void ht_thread_settled(pthread_t h);
 
 /* Threads heaptap itself runs (excluded from every count). */
 void ht_thread_note_own(pid_t tid);

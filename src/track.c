@@ -311,6 +311,12 @@ int ht_track_pthread_create(int (*real)(pthread_t *, const pthread_attr_t *, voi
 	return ht_thread_create(real, thread, attr, fn, arg, ra);
 }
 
+void ht_track_thread_settled(pthread_t h)
+{
+	if (atomic_load(&ht_core.state) == HT_READY)
+		ht_thread_settled(h);
+}
+
 void ht_track_dlclose_before(void *handle)
 {
 	ht_loader_before_dlclose(handle);

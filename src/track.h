@@ -61,6 +61,9 @@ int ht_track_pthread_create(int (*real)(pthread_t *, const pthread_attr_t *, voi
                             pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
                             void *arg, uintptr_t ra);
 
+/* A successful join or detach of thread h (thread.c). */
+void ht_track_thread_settled(pthread_t h);
+
 /* Around the real dlclose (loader.c). */
 void ht_track_dlclose_before(void *handle);
 void ht_track_dlclose_after(void);

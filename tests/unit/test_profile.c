@@ -597,7 +597,7 @@ static void test_threads(void **state)
 	struct ht_thread_row rows[] = {
 	        {NULL, 0, "main", 1},
 	        {NULL, 0, "unknown", 2},
-	        {stack, 2, NULL, 3},
+	        {stack, 2, NULL, 3, "unjoined"},
 	        {stack + 1, 1, "pool", 4},
 	};
 	struct ht_profile_input in = {
@@ -612,8 +612,10 @@ static void test_threads(void **state)
 	assert_int_equal(num(&p.root, "period"), 1);
 	assert_int_equal(num(&p.root, "time_nanos"), TIME_NS);
 	assert_null(kid(&p.root, "default_sample_type", 0));
-	assert_int_equal(count(&p.root, "comment"), 1);
+	assert_int_equal(count(&p.root, "comment"), 2);
 	assert_string_equal(str(&p, num(&p.root, "comment")), "live threads: 10");
+	assert_string_equal(str(&p, numi(&p.root, "comment", 1)),
+	                    "running_threads=7 unjoined_threads=3");
 
 	static const char *const roots[] = {"[main thread]", "[created before heaptap started]",
 	                                    NULL, "[pool]"};
@@ -638,13 +640,15 @@ static void test_threads(void **state)
 			assert_int_equal(unum(loc, "address"), 0);
 			assert_int_equal(unum(loc, "mapping_id"), 0);
 		}
+		/* Every sample has its state; synthetic ones their origin too. */
+		assert_int_equal(count(s, "label"), origin[i] ? 2 : 1);
+		const struct node *st = kid(s, "label", 0);
+		assert_string_equal(str(&p, num(st, "key")), "state");
+		assert_string_equal(str(&p, num(st, "str")), i == 2 ? "unjoined" : "running");
 		if (origin[i]) {
-			assert_int_equal(count(s, "label"), 1);
-			const struct node *l = kid(s, "label", 0);
+			const struct node *l = kid(s, "label", 1);
 			assert_string_equal(str(&p, num(l, "key")), "origin");
 			assert_string_equal(str(&p, num(l, "str")), origin[i]);
-		} else {
-			assert_int_equal(count(s, "label"), 0);
 		}
 	}
 	long long line;
