@@ -42,7 +42,6 @@
 _Atomic int ht_flusher_state;
 _Atomic bool ht_flusher_want;
 static _Atomic bool flusher_known; /* its tid is noted as heaptap's own */
-static _Atomic pid_t flusher_tid;
 static pthread_t flusher;
 static _Atomic uint32_t wake_word;
 static _Atomic bool dump_requested;
@@ -154,7 +153,6 @@ static void *flusher_main(void *arg)
 	ht_busy_enter(t); /* for life */
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	ht_thread_note_own(tid);
-	atomic_store(&flusher_tid, tid);
 	atomic_store_explicit(&flusher_known, true, memory_order_release);
 	pthread_setname_np(pthread_self(), "heaptap-flush");
 	/* Background work: SCHED_BATCH never preempts a running application

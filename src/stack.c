@@ -14,7 +14,9 @@
  */
 #include "stack.h"
 
+#include "core.h"
 #include "log.h"
+#include "profile.h"
 #include "thread.h"
 
 #include <pthread.h>
@@ -155,6 +157,16 @@ void ht_stack_release(struct ht_thread *th)
 	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
 }
 
+bool ht_stack_alt(uintptr_t *lo, uintptr_t *hi)
+{
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) != 0 || !(ss.ss_flags & SS_ONSTACK))
+		return false;
+	*lo = (uintptr_t)ss.ss_sp;
+	*hi = *lo + ss.ss_size;
+	return true;
+}
+
 /* Room left below sp on the stack it is on; SIZE_MAX when unknown (a fiber,
  * a thread heaptap did not see start). Off the thread's own bounds it asks
  * the kernel about the alternate signal stack: a syscall, but only there. */
@@ -162,38 +174,51 @@ static size_t room(const struct ht_thread *th, uintptr_t sp)
 {
 	if (ht_stack_in_bounds(th, sp))
 		return sp - th->stack_lo;
-	stack_t ss;
-	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
-		uintptr_t lo = (uintptr_t)ss.ss_sp;
-		if (sp > lo && sp <= lo + ss.ss_size)
-			return sp - lo;
-	}
+	uintptr_t lo, hi;
+	if (ht_stack_alt(&lo, &hi) && sp > lo && sp <= hi)
+		return sp - lo;
 	return SIZE_MAX;
 }
 
-bool ht_stack_roomy(const struct ht_thread *th)
+enum ht_stack_where ht_stack_where(struct ht_thread *th)
 {
 	size_t left = room(th, sp_now());
-	return left != SIZE_MAX && left >= NEED_HERE;
+	if (left != SIZE_MAX && left >= NEED_HERE)
+		return HT_STACK_HERE;
+	/* A small stack, or one whose size is unknown (a fiber's): heaptap's. */
+	if (left >= NEED_OWN) {
+		if (!th->own_stack)
+			th->own_stack = pool_take();
+		if (th->own_stack)
+			return HT_STACK_OWN;
+	}
+	return left >= NEED_HERE ? HT_STACK_HERE : HT_STACK_NONE;
+}
+
+void ht_stack_call_own(struct ht_thread *th, void (*fn)(void *), void *arg)
+{
+	uintptr_t top = (uintptr_t)th->own_stack + GUARD + OWN_SIZE;
+	ht_stack_switch(fn, arg, (void *)(top & ~(uintptr_t)15));
 }
 
 bool ht_stack_run(struct ht_thread *th, void (*fn)(void *), void *arg)
 {
-	size_t left = room(th, sp_now());
-	if (left != SIZE_MAX && left >= NEED_HERE) {
+	switch (ht_stack_where(th)) {
+	case HT_STACK_HERE:
 		fn(arg);
 		return true;
-	}
-	/* A small stack, or one whose size is unknown (a fiber's): heaptap's. */
-	if (!th->own_stack && left >= NEED_OWN)
-		th->own_stack = pool_take();
-	if (th->own_stack && left >= NEED_OWN) {
-		uintptr_t top = (uintptr_t)th->own_stack + GUARD + OWN_SIZE;
-		ht_stack_switch(fn, arg, (void *)(top & ~(uintptr_t)15));
+	case HT_STACK_OWN:
+		ht_stack_call_own(th, fn, arg);
 		return true;
-	}
-	if (left < NEED_HERE)
+	default:
 		return false;
-	fn(arg);
-	return true;
+	}
+}
+
+unsigned ht_stack_not_taken(uintptr_t *out, uintptr_t ra)
+{
+	out[0] = ra;
+	out[1] = HT_PC_NOT_TAKEN;
+	atomic_fetch_add_explicit(&ht_core.small_stack_samples, 1, memory_order_relaxed);
+	return 2;
 }

@@ -35,17 +35,29 @@ void ht_stack_note_bounds(struct ht_thread *th);
 /* The main thread's record gets the bounds found by ht_stack_init. */
 void ht_stack_note_main(struct ht_thread *th);
 
-/* Room to spare for a walk right here (12 KiB below the stack pointer, within
- * known bounds): an ordinary thread's stack. The caller then walks in place,
- * with no frame of ht_stack_run's to walk through (about 20 ns a sample at
- * rate 1). */
-bool ht_stack_roomy(const struct ht_thread *th);
+/* Where a walk from here should run: HERE with room to spare (12 KiB below
+ * the stack pointer within known bounds: an ordinary thread's stack), OWN on
+ * th's own stack (taken from the pool on first use) when this one is small or
+ * of unknown size, NONE when there is too little room for either. Call busy.
+ * A caller that inlines the HERE case walks with no frame of ht_stack_run's
+ * to walk through (about 20 ns a sample at rate 1). */
+enum ht_stack_where { HT_STACK_HERE, HT_STACK_OWN, HT_STACK_NONE };
+enum ht_stack_where ht_stack_where(struct ht_thread *th);
 
-/* Run fn(arg) where the sampled path should run: on th's own stack (made on
- * first use), or here when this stack has room for the walk. Returns false,
- * without calling fn, when there is too little room for either: the caller
- * then takes its sample without a stack. Call busy. */
+/* Call fn(arg) on th's own stack (after ht_stack_where said OWN). */
+void ht_stack_call_own(struct ht_thread *th, void (*fn)(void *), void *arg);
+
+/* ht_stack_where, then fn(arg) here or on th's own stack. Returns false,
+ * without calling fn, for NONE: the caller then takes its sample without a
+ * stack. Call busy. */
 bool ht_stack_run(struct ht_thread *th, void (*fn)(void *), void *arg);
+
+/* A stack not taken: out[0] = ra (the caller), out[1] = HT_PC_NOT_TAKEN,
+ * counted in small_stack_samples. Returns the depth, 2. */
+unsigned ht_stack_not_taken(uintptr_t *out, uintptr_t ra);
+
+/* Is the thread running on its alternate signal stack? Its bounds then. */
+bool ht_stack_alt(uintptr_t *lo, uintptr_t *hi);
 
 /* Is addr on th's own stack (heaptap's, not the program's)? */
 bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr);

@@ -150,9 +150,8 @@ void ht_thread_watch_main(void)
 {
 	if (sys_gettid() != getpid() || atomic_exchange(&main_watched, true))
 		return;
-	if (pthread_key_create(&main_key, main_ended) != 0 ||
-	    pthread_setspecific(main_key, (void *)1) != 0)
-		return;
+	if (pthread_key_create(&main_key, main_ended) == 0)
+		pthread_setspecific(main_key, (void *)1);
 }
 
 int ht_thread_program_alive(void)
@@ -227,10 +226,7 @@ int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(
 	if (!me) {
 		capture_on_stack(&c);
 	} else if (!ht_stack_run(me, capture_on_stack, &c)) {
-		th->pcs[0] = ra;
-		th->pcs[1] = HT_PC_NOT_TAKEN;
-		c.depth = 2;
-		atomic_fetch_add_explicit(&ht_core.small_stack_samples, 1, memory_order_relaxed);
+		c.depth = ht_stack_not_taken(th->pcs, ra);
 	}
 	th->depth = c.depth;
 	atomic_store(&th->state, HT_THR_STARTING);
@@ -521,11 +517,14 @@ int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *running, int
 	for (int i = 0; i < 2; i++)
 		HASH_ITER(hh, groups[i], g, tmp)
 		{
-			r[k++] = (struct ht_thread_row){.pcs = g->pcs, .depth = g->depth,
-			                                .state = states[i], .count = g->count};
+			r[k++] = (struct ht_thread_row){.pcs = g->pcs,
+			                                .depth = g->depth,
+			                                .state = states[i],
+			                                .count = g->count};
 		}
 	if (unknown)
-		r[k++] = (struct ht_thread_row){.label = "unknown", .state = "running", .count = unknown};
+		r[k++] = (struct ht_thread_row){
+		        .label = "unknown", .state = "running", .count = unknown};
 	*rows = r;
 	*n = k;
 	*running = main_alive + known + unknown;

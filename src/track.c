@@ -21,7 +21,6 @@
 #include "mem.h"
 #include "options.h"
 #include "ring.h"
-#include "profile.h"
 #include "sample.h"
 #include "signals.h"
 #include "stack.h"
@@ -30,7 +29,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -54,12 +52,9 @@ static bool busy_abandoned(struct ht_tls *t)
 		return here_in;
 	if (at > here)
 		return *(const volatile uintptr_t *)(at + sizeof(uintptr_t)) != t->busy_ret;
-	stack_t ss;
-	if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK)) {
-		uintptr_t lo = (uintptr_t)ss.ss_sp, hi = lo + ss.ss_size;
-		if (at <= lo || at > hi)
-			return false; /* a handler on its own stack, above the section */
-	}
+	uintptr_t lo, hi;
+	if (ht_stack_alt(&lo, &hi) && (at <= lo || at > hi))
+		return false; /* a handler on its own stack, above the section */
 	return true;
 }
 
@@ -69,18 +64,16 @@ bool ht_track_recover(struct ht_tls *t)
 		return true;
 	if (!busy_abandoned(t))
 		return false;
-	{
-		/* What the abandoned section held is released: heaptap's own
-		 * allocator's locks (each of its sections publishes with a single
-		 * store, so at worst a block is lost) and the cancellation state
-		 * it turned off. The aggregation lock is never held with signals
-		 * open (agg.c). */
-		t->busy = 0;
-		t->countdown = t->saved_countdown;
-		ht_mem_release_mine();
-		pthread_setcancelstate(t->cancel_state, NULL);
-		atomic_fetch_add_explicit(&ht_core.busy_resets, 1, memory_order_relaxed);
-	}
+	/* What the abandoned section held is released: heaptap's own
+	 * allocator's locks (each of its sections publishes with a single
+	 * store, so at worst a block is lost) and the cancellation state it
+	 * turned off. The aggregation lock is never held with signals open
+	 * (agg.c). */
+	t->busy = 0;
+	t->countdown = t->saved_countdown;
+	ht_mem_release_mine();
+	pthread_setcancelstate(t->cancel_state, NULL);
+	atomic_fetch_add_explicit(&ht_core.busy_resets, 1, memory_order_relaxed);
 	return true;
 }
 
@@ -185,10 +178,11 @@ static void record(const struct sample *sm, const uintptr_t *pcs, unsigned depth
 	commit(th, e);
 }
 
-/* Walk and record: on heaptap's own stack (stack.h), so the frame array
- * and the walk cost the program's stack nothing. No ring reservation is
- * held across the walk: an event the thread writes meanwhile (a free) must
- * not land in it. */
+/* Walk and record, where stack.h says: in place on a roomy stack (inlined
+ * into take_sample, so the walk crosses no extra frame), on heaptap's own
+ * stack on a small one, where the frame array and the walk cost the
+ * program's stack nothing. No ring reservation is held across the walk: an
+ * event the thread writes meanwhile (a free) must not land in it. */
 static inline __attribute__((always_inline)) void sample_here(void *arg)
 {
 	const struct sample *sm = arg;
@@ -211,13 +205,19 @@ static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
 		return;
 	}
 	struct sample sm = {th, p, n, rate, ra};
-	if (ht_stack_roomy(th))
+	switch (ht_stack_where(th)) {
+	case HT_STACK_HERE:
 		sample_here(&sm);
-	else if (!ht_stack_run(th, sample_walk, &sm)) {
+		break;
+	case HT_STACK_OWN:
+		ht_stack_call_own(th, sample_walk, &sm);
+		break;
+	default: {
 		/* Too little room to walk: the caller, and a frame saying so. */
-		uintptr_t pcs[2] = {ra, HT_PC_NOT_TAKEN};
-		atomic_fetch_add_explicit(&ht_core.small_stack_samples, 1, memory_order_relaxed);
-		record(&sm, pcs, 2);
+		uintptr_t pcs[2];
+		record(&sm, pcs, ht_stack_not_taken(pcs, ra));
+		break;
+	}
 	}
 	ht_flusher_note_need();
 }
