@@ -182,6 +182,14 @@ def run(ctx, argv, timeout=60, **kw):
     return p
 
 
+def baseline(ctx, argv, label="", timeout=60):
+    """Run argv without heaptap; check it exits 0 having printed done=1."""
+    p = run(ctx, argv, preload=False, timeout=timeout)
+    ctx.check(p.returncode == 0 and p.values().get("done") == "1",
+              "%swithout heaptap: the program runs to the end" % label, p.transcript())
+    return p
+
+
 # ---------------------------------------------------------------------------
 # Output directories.
 

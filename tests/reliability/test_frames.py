@@ -285,10 +285,8 @@ def body(ctx):
         else:
             ctx.note("rel_frames_%s not built (no LTO in this toolchain): skipped" % v)
     for variant, prog in variants:
-        base = rlib.run(ctx, [prog], preload=False, timeout=60)
+        base = rlib.baseline(ctx, [prog], variant + " ")
         bv = base.values()
-        ctx.check(base.returncode == 0 and bv.get("done") == "1",
-                  "%s without heaptap: the program runs to the end" % variant, base.transcript())
         ctx.check(bv.get("realloc_moved") == "1",
                   "%s without heaptap: ep_realloc_move's realloc moved the block" % variant,
                   base.transcript())

@@ -35,9 +35,7 @@ from rlib import check_outdir
 def body(ctx):
     ctx.need_protoc()
     prog = ctx.example("rel_unwind")
-    base = rlib.run(ctx, [prog], preload=False, timeout=60)
-    ctx.check(base.returncode == 0 and base.values().get("done") == "1",
-              "without heaptap: the program runs to the end", base.transcript())
+    rlib.baseline(ctx, [prog])
     for mode in ("", "seccomp"):
         tag = (mode or "default") + ": "
         d = ctx.tmpdir("unwind")
@@ -89,9 +87,7 @@ def body(ctx):
 
 
 def smallstack_part(ctx, prog):
-    base = rlib.run(ctx, [prog, "smallstack"], preload=False, timeout=60)
-    ctx.check(base.returncode == 0 and base.values().get("done") == "1",
-              "smallstack without heaptap: runs to the end", base.transcript())
+    rlib.baseline(ctx, [prog, "smallstack"], "smallstack ")
     for rate in ("1", "524288"):
         tag = "smallstack, rate %s: " % rate
         d = ctx.tmpdir("unwind-small")
