@@ -47,12 +47,16 @@ static inline double rel_now(void)
 static inline void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline void say(const char *fmt, ...)
 {
+	/* One lock for the whole line: lines from two threads must not mix
+	 * (rel_lastthread's worker and main both print). */
 	va_list ap;
 	va_start(ap, fmt);
+	flockfile(stdout);
 	vprintf(fmt, ap);
-	va_end(ap);
 	putchar('\n');
 	fflush(stdout);
+	funlockfile(stdout);
+	va_end(ap);
 }
 
 static inline int rel_dump(void)
