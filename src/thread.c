@@ -476,12 +476,16 @@ int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *running, int
 	/* [0] running, [1] unjoined */
 	struct tgroup *groups[2] = {NULL, NULL}, *g, *tmp;
 	static const char *const states[2] = {"running", "unjoined"};
-	int64_t known = 0, ended = 0, main_alive = 0;
+	int64_t known = 0, ended = 0, leaving = 0, main_alive = 0;
 	size_t ng = 0;
 	int rc = 0;
 	for (struct ht_thread *th = atomic_load(&ht_threads); th && rc == 0;
 	     th = atomic_load(&th->next)) {
 		int st = atomic_load(&th->state);
+		/* Ended, but its task may not have left /proc/self/task yet (the
+		 * moment pthread_join returns, say): not an unknown thread. */
+		if (st == HT_THR_EXITED && th->from_create && !task_gone(atomic_load(&th->tid)))
+			leaving++;
 		if (unjoined(th)) {
 			ended++;
 			rc = group_add(&groups[1], &ng, th);
@@ -503,7 +507,7 @@ int ht_thread_rows(struct ht_thread_row **rows, size_t *n, int64_t *running, int
 	/* The thread-group leader's task stays listed after it has called
 	 * pthread_exit (a zombie, until the process ends). */
 	int64_t tasks = count_tasks() - (atomic_load(&main_gone) ? 1 : 0);
-	int64_t unknown = tasks < 0 ? 0 : tasks - main_alive - known;
+	int64_t unknown = tasks < 0 ? 0 : tasks - main_alive - known - leaving;
 	if (unknown < 0)
 		unknown = 0;
 	struct ht_thread_row *r = ht_mem_calloc(ng + 2, sizeof(*r));
