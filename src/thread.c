@@ -274,8 +274,10 @@ void ht_thread_settled(pthread_t h)
 {
 	ht_agg_lock();
 	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
-		if (th->from_create && atomic_load(&th->launched) && !atomic_load(&th->settled) &&
-		    pthread_equal(th->handle, h)) {
+		/* Not "launched": a thread may detach itself before its creator
+		 * returns from pthread_create; the trampoline set its handle
+		 * before the start routine ran. */
+		if (th->from_create && !atomic_load(&th->settled) && pthread_equal(th->handle, h)) {
 			atomic_store(&th->settled, true);
 			break;
 		}
