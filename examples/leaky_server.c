@@ -13,6 +13,8 @@
  *   start  before any request
  *   load   after --requests requests (hundreds of MiB allocated in total)
  *   idle   the load has stopped; the leaked sessions are still there
+ * --rps N spreads the load over time (N requests per second) so periodic
+ * dumps (HEAPTAP_INTERVAL) see it grow; `heaptap leaks` reads that series.
  * Then the program waits --idle seconds (send SIGUSR2 now: kill -USR2 <pid>),
  * optionally dumps through the API (--dump), and exits.
  *
@@ -160,31 +162,42 @@ NOINLINE static size_t handle_request(unsigned id)
 	return sent;
 }
 
-NOINLINE static size_t serve(unsigned long requests)
+/* Serve the requests, at most rps per second when rps > 0 (paced in
+ * batches of a tenth of a second, as traffic arrives). */
+NOINLINE static size_t serve(unsigned long requests, double rps)
 {
 	size_t total = 0;
+	unsigned long batch = rps > 0 ? (unsigned long)(rps / 10) + 1 : requests;
 
-	for (unsigned long i = 0; i < requests; i++)
+	for (unsigned long i = 0; i < requests; i++) {
 		total += handle_request((unsigned)i);
+		if (rps > 0 && (i + 1) % batch == 0) {
+			struct timespec ts = {0, 100 * 1000 * 1000};
+			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+				;
+		}
+	}
 	return total;
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: leaky_server [--requests N] [--idle SECONDS] [--dump]\n");
+	fprintf(stderr, "usage: leaky_server [--requests N] [--rps N] [--idle SECONDS] [--dump]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	unsigned long requests = 20000;
-	double idle = 3.0;
+	double idle = 3.0, rps = 0;
 	int dump = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--requests") && i + 1 < argc)
 			requests = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--rps") && i + 1 < argc)
+			rps = strtod(argv[++i], NULL);
 		else if (!strcmp(argv[i], "--idle") && i + 1 < argc)
 			idle = strtod(argv[++i], NULL);
 		else if (!strcmp(argv[i], "--dump"))
@@ -194,7 +207,7 @@ int main(int argc, char **argv)
 	}
 
 	print_phase("start", 0);
-	size_t sent = serve(requests);
+	size_t sent = serve(requests, rps);
 	print_phase("load", requests);
 	printf("served %lu requests, %zu bytes sent\n", requests, sent);
 

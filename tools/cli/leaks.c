@@ -256,9 +256,12 @@ static const char *per_unit(double span, double *scale)
 static void print_frames(FILE *out, const struct hc_row *r, size_t maxf)
 {
 	const struct hc_sample *s = r->rep;
-	for (size_t i = 0; i < s->nframes && i < maxf; i++)
+	size_t nf = s->nframes;
+	while (nf > 1 && hc_frame_is_startup(s->frames[nf - 1].name))
+		nf--;
+	for (size_t i = 0; i < nf && i < maxf; i++)
 		fprintf(out, "%s%s", i ? " <- " : "", s->frames[i].name);
-	if (s->nframes > maxf)
+	if (nf > maxf)
 		fprintf(out, " <- ...");
 	if (s->nframes && s->frames[0].file[0]) {
 		const char *f = strrchr(s->frames[0].file, '/');
@@ -789,6 +792,7 @@ int hc_cmd_leaks(int argc, char **argv)
 				fprintf(o, ", exact");
 			else
 				fprintf(o, ", z=%.1f", q->o.z);
+			fprintf(o, ", steadiness %.2f", q->o.gamma);
 			fprintf(o, "), %s/%s", hc_fmt_bytes(b2, sizeof(b2), q->o.slope_t * scale),
 			        unit);
 			if (q->o.keep >= 0)

@@ -192,6 +192,18 @@ static void print_figures(FILE *o, const struct hc_prof *p)
 		        dropped);
 }
 
+/* "f1 <- f2 <- ...", leaf first, without the start-up frames. */
+static void print_stack(const struct hc_sample *s, size_t maxf)
+{
+	size_t nf = s->nframes;
+	while (nf > 1 && hc_frame_is_startup(s->frames[nf - 1].name))
+		nf--;
+	for (size_t k = 0; k < nf && k < maxf; k++)
+		printf("%s%s", k ? " <- " : "", s->frames[k].name);
+	if (nf > maxf)
+		printf(" <- ...");
+}
+
 struct table_opts {
 	bool json;
 	int n;
@@ -450,10 +462,7 @@ int hc_cmd_threads(int argc, char **argv)
 		for (size_t i = 0; i < shown; i++) {
 			printf("%7.0f %8.0f %9.0f  ", tr[i].total, tr[i].running, tr[i].unjoined);
 			const struct hc_sample *s = tr[i].row->rep;
-			for (size_t k = 0; k < s->nframes && k < 8; k++)
-				printf("%s%s", k ? " <- " : "", s->frames[k].name);
-			if (s->nframes > 8)
-				printf(" <- ...");
+			print_stack(s, 8);
 			printf("\n");
 		}
 		if (shown < tab.n)
@@ -605,8 +614,7 @@ int hc_cmd_diff(int argc, char **argv)
 			       fmt_value(b3, sizeof(b3), d[i].value, unit), z,
 			       fabs(d[i].z) >= 3 ? " " : "?");
 			const struct hc_sample *s = d[i].row->rep;
-			for (size_t k = 0; k < s->nframes && k < 6; k++)
-				printf("%s%s", k ? " <- " : "", s->frames[k].name);
+			print_stack(s, 6);
 			printf("\n");
 		}
 		printf("(? = within sampling noise: could be chance)\n");

@@ -154,3 +154,19 @@ char *hc_fmt_dur(char *buf, size_t len, double s)
 		snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
 	return buf;
 }
+
+int hc_frame_is_startup(const char *name)
+{
+	static const char *const names[] = {"__libc_start_call_main",
+	                                    "__libc_start_main",
+	                                    "_start",
+	                                    "start_thread",
+	                                    "clone",
+	                                    "clone3"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		size_t n = strlen(names[i]);
+		if (!strncmp(name, names[i], n) && (name[n] == 0 || name[n] == '@'))
+			return 1;
+	}
+	return 0;
+}

@@ -37,6 +37,10 @@ void hc_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* hc_say, then exit(status). */
 _Noreturn void hc_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Frames every stack ends in (libc's start-up, thread start): printed
+ * stacks stop before them; JSON keeps them. */
+int hc_frame_is_startup(const char *name);
+
 /* Human-readable bytes ("12.3 MiB") into buf; returns buf. */
 char *hc_fmt_bytes(char *buf, size_t len, double bytes);
 /* Human-readable duration ("2h10m", "45s", "800ms"). */
