@@ -126,7 +126,7 @@ void hc_json_num(struct hc_json *j, double v)
 	else if (v == (double)(int64_t)v && fabs(v) < 9e15)
 		fprintf(j->f, "%" PRId64, (int64_t)v);
 	else
-		fprintf(j->f, "%.6g", v);
+		fprintf(j->f, "%.17g", v);
 }
 
 void hc_json_bool(struct hc_json *j, bool v)

@@ -361,9 +361,24 @@ int hc_cmd_leaks(int argc, char **argv)
 	}
 	if (optind >= argc)
 		hc_die(2, "leaks: give the dumps of one process (heaptap.PID.*.heap.pb.gz)");
+	struct hc_leaks_opts lo = {.min_growth = min_growth,
+	                           .show = show,
+	                           .fail_leak = fail_leak,
+	                           .fail_threads = fail_threads,
+	                           .fail_retention = fail_retention};
+	return hc_leaks_run(argv + optind, (size_t)(argc - optind), &lo, json ? stdout : NULL,
+	                    json ? NULL : stdout);
+}
 
+int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FILE *jout,
+                 FILE *tout)
+{
+	double min_growth = lo->min_growth;
+	int show = lo->show;
+	bool fail_leak = lo->fail_leak, fail_threads = lo->fail_threads,
+	     fail_retention = lo->fail_retention;
 	struct series s = {0};
-	load_series(&s, argv + optind, (size_t)(argc - optind));
+	load_series(&s, files, nfiles);
 	size_t n = s.n, last = n - 1;
 	const struct hc_prof *h0 = s.heap[0], *hl = s.heap[last];
 	bool figs = h0->fig.have && hl->fig.have;
@@ -624,9 +639,9 @@ int hc_cmd_leaks(int argc, char **argv)
 	                     ? 1
 	                     : 0;
 
-	if (json) {
+	if (jout) {
 		struct hc_json j;
-		hc_json_init(&j, stdout);
+		hc_json_init(&j, jout);
 		hc_json_obj(&j);
 		hc_json_key(&j, "dumps");
 		hc_json_int(&j, (int64_t)n);
@@ -744,8 +759,9 @@ int hc_cmd_leaks(int argc, char **argv)
 		hc_json_arr_end(&j);
 		hc_json_obj_end(&j);
 		hc_json_end(&j);
-	} else {
-		FILE *o = stdout;
+	}
+	if (tout) {
+		FILE *o = tout;
 		fprintf(o, "heaptap leaks: %zu dump%s of pid %d over %s, ", n, n == 1 ? "" : "s",
 		        s.pid, hc_fmt_dur(d1, sizeof(d1), s.t[last]));
 		if (s.rate <= 1)
