@@ -63,6 +63,10 @@ struct heaptap_stats {
 	uint64_t own_bytes;       /* heaptap's own memory in use */
 	uint32_t paused;          /* 1 while heaptap_pause() is in force */
 	uint32_t reserved[7];
+	/* Appended fields: a library older than the header leaves them as the
+	 * caller set them (clear the struct first). */
+	uint64_t resident_bytes; /* all of heaptap's memory resident in RAM (own_bytes
+	                            is what its allocator has handed out) */
 };
 
 /* Run-time version: HEAPTAP_VERSION_HEX of the library actually loaded. */

@@ -21,6 +21,9 @@
 /* Until init, every lookup reads this zero byte and answers "no". */
 static _Atomic uint8_t zero_occ[2];
 struct ht_addrset ht_addrset = {.mask = 0, .shift = 63, .occ = zero_occ};
+/* The whole mapping (keys, ids, counts), kept apart from the fields every
+ * free() reads. */
+static _Atomic size_t map_bytes;
 
 int ht_addrset_init(size_t slots)
 {
@@ -48,8 +51,19 @@ int ht_addrset_init(size_t slots)
 	ht_addrset.ids = s.ids;
 	ht_addrset.mask = s.mask;
 	ht_addrset.occ = s.occ;
+	atomic_store_explicit(&map_bytes, bytes, memory_order_release);
 	atomic_store_explicit(&ht_addrset.shift, s.shift, memory_order_release);
 	return 0;
+}
+
+size_t ht_addrset_resident(void)
+{
+	/* The size is published after the keys. A bucket's keys and ids
+	 * become resident when the first pointer lands in it: with pointers
+	 * spread by the hash, nearly the whole table is resident long before it
+	 * is half full (at rate 1, 258 MiB from ~100,000 live samples on). */
+	size_t bytes = atomic_load_explicit(&map_bytes, memory_order_acquire);
+	return bytes ? ht_mem_resident_range((const void *)ht_addrset.keys, bytes) : 0;
 }
 
 static inline uint64_t alt_bucket(uint64_t b)

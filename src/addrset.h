@@ -62,4 +62,7 @@ int ht_addrset_insert(const void *p, uint64_t id);
 /* Remove p; true (and *id) when it was there. */
 bool ht_addrset_remove(const void *p, uint64_t *id);
 
+/* Resident bytes of the table's mapping (for the profile comments). */
+size_t ht_addrset_resident(void);
+
 #endif

@@ -125,6 +125,7 @@ API int heaptap_stats(struct heaptap_stats *out, size_t size)
 	s.dump_failures = atomic_load(&ht_core.dump_failures);
 	s.own_bytes = ht_mem_in_use();
 	s.paused = atomic_load(&ht_core.paused) ? 1 : 0;
+	s.resident_bytes = ht_dump_own_resident();
 	memcpy(out, &s, size < sizeof(s) ? size : sizeof(s));
 	return 0;
 }

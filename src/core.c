@@ -83,6 +83,7 @@ static void atfork_child(void)
 	 * progress died with its thread. */
 	ht_agg_atfork_child();
 	ht_loader_atfork_child();
+	ht_unwind_atfork_child();
 	atomic_store(&fork_owner, NULL);
 	fork_nested = 0;
 	ht_dump_atfork_child();

@@ -12,6 +12,7 @@
 #define HT_DUMP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* A file pair in HEAPTAP_DIR, waiting for any dump under way. */
 int ht_dump_files(void);
@@ -23,6 +24,11 @@ int ht_dump_files_background(void);
 /* One profile (HEAPTAP_HEAP or HEAPTAP_THREADS) to an fd or a path. */
 int ht_dump_to_fd(int fd, int kind);
 int ht_dump_to_path(const char *path, int kind);
+
+/* heaptap's own memory resident in RAM, bytes (the heaptap_resident_bytes
+ * figure, and heaptap_stats' resident_bytes): a few mincore() calls, no
+ * lock, no allocation. */
+uint64_t ht_dump_own_resident(void);
 
 /* Wait up to ms for a dump under way to finish; true if none is left. */
 bool ht_dump_wait_idle(unsigned ms);

@@ -13,6 +13,10 @@
  * thread has called pthread_exit and the last worker ends, only heaptap's
  * thread would be left, with every signal blocked, and the process would
  * never end. heaptap's thread then calls exit(0) itself, as glibc would have.
+ *
+ * Its stack is glibc's (with the thread's static TLS at the top); the thread
+ * notes the bounds while it runs, for the figure of heaptap's resident
+ * memory.
  */
 #include "flusher.h"
 
@@ -20,6 +24,7 @@
 #include "core.h"
 #include "dump.h"
 #include "log.h"
+#include "mem.h"
 #include "options.h"
 #include "real.h"
 #include "signals.h"
@@ -47,6 +52,9 @@ static _Atomic uint32_t wake_word;
 static _Atomic bool dump_requested;
 static _Atomic bool stopping; /* exit under way: for good */
 static _Atomic bool pausing;  /* ht_flusher_stop: until the next start */
+/* The running thread's stack, 0 when none: glibc keeps an ended thread's
+ * stack for its next thread, which may be the program's. */
+static _Atomic uintptr_t stack_lo, stack_hi;
 
 #define DRAIN_PERIOD_MS 50
 #define GONE_CHECK_MS   10
@@ -146,11 +154,41 @@ static bool only_heaptap_left(void)
 
 /* ----------------------------------------------------------------- thread */
 
+static void note_stack(bool running)
+{
+	uintptr_t lo = 0, hi = 0;
+	pthread_attr_t a;
+	if (running && pthread_getattr_np(pthread_self(), &a) == 0) {
+		void *addr;
+		size_t size;
+		if (pthread_attr_getstack(&a, &addr, &size) == 0) {
+			lo = (uintptr_t)addr;
+			hi = lo + size;
+		}
+		pthread_attr_destroy(&a);
+	}
+	/* hi first when clearing, last when setting: a reader that sees hi
+	 * sees the lo that goes with it. */
+	if (!running)
+		atomic_store_explicit(&stack_hi, 0, memory_order_release);
+	atomic_store_explicit(&stack_lo, lo, memory_order_relaxed);
+	if (running)
+		atomic_store_explicit(&stack_hi, hi, memory_order_release);
+}
+
+size_t ht_flusher_resident(void)
+{
+	uintptr_t hi = atomic_load_explicit(&stack_hi, memory_order_acquire);
+	uintptr_t lo = atomic_load_explicit(&stack_lo, memory_order_relaxed);
+	return lo && hi > lo ? ht_mem_resident_range((const void *)lo, hi - lo) : 0;
+}
+
 static void *flusher_main(void *arg)
 {
 	(void)arg;
 	struct ht_tls *t = &ht_tls;
 	ht_busy_enter(t); /* for life */
+	note_stack(true);
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	ht_thread_note_own(tid);
 	atomic_store_explicit(&flusher_known, true, memory_order_release);
@@ -202,6 +240,7 @@ static void *flusher_main(void *arg)
 		if (interval)
 			next_dump = end + (interval > took ? interval : took);
 	}
+	note_stack(false);
 	ht_thread_forget_own(tid);
 	return NULL;
 }
@@ -319,6 +358,7 @@ void ht_flusher_atfork_child(void)
 	/* The flusher does not exist here; the child gets its own thread on
 	 * the parent's terms, now, so that it answers the dump signal too. */
 	atomic_store(&ht_flusher_state, 0);
+	note_stack(false); /* the parent's thread is gone, its stack glibc's to reuse */
 	atomic_store(&dump_requested, false);
 	atomic_store(&pausing, false);
 	atomic_store(&wake_word, 0);

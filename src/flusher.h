@@ -15,6 +15,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 extern _Atomic int ht_flusher_state; /* 0 stopped, 1 starting/running */
 extern _Atomic bool ht_flusher_want;
@@ -43,6 +44,9 @@ int ht_flusher_stop(void);
  * thread runs: stop the thread, call again until the kernel no longer
  * counts it, start it again. fn's result, errno as fn left it. */
 long ht_flusher_call_alone(long (*fn)(long, long), long a, long b);
+
+/* Resident bytes of its stack while it runs (for the profile comments). */
+size_t ht_flusher_resident(void);
 
 /* Wake it (async-signal-safe). */
 void ht_flusher_kick(void);

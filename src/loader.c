@@ -56,6 +56,12 @@ void ht_loader_gone_copy(struct ht_module **out, size_t *n)
 	pthread_mutex_unlock(&gone_lock);
 }
 
+size_t ht_loader_resident(void)
+{
+	/* A static array, touched only as modules are noted. */
+	return ht_mem_resident_range(gone, sizeof(gone));
+}
+
 void ht_loader_before_dlclose(void *handle)
 {
 	struct ht_tls *t = &ht_tls;

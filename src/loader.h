@@ -25,6 +25,9 @@ int ht_loader_note_gone(const struct ht_module *m);
  * caller frees it with ht_mem_free. */
 void ht_loader_gone_copy(struct ht_module **out, size_t *n);
 
+/* Resident bytes of the list's static array (for the profile comments). */
+size_t ht_loader_resident(void);
+
 /* Fork: the list's lock is held across fork() so the child's copy is whole. */
 void ht_loader_atfork_prepare(void);
 void ht_loader_atfork_parent(void);

@@ -25,8 +25,17 @@ void *ht_mem_memalign(size_t align, size_t size);
 void ht_mem_free(void *p); /* NULL is fine */
 size_t ht_mem_usable_size(const void *p);
 
-/* Bytes currently handed out / reserved from the OS, for the profile comments. */
+/* Bytes currently handed out, for the profile comments. */
 size_t ht_mem_in_use(void);
+
+/* Resident bytes (in RAM, by mincore) of the pages that [p, p + len)
+ * touches; nothing for a part that is not mapped. No allocation, no lock; a
+ * syscall per 1024 pages: cheap enough for every dump. */
+size_t ht_mem_resident_range(const void *p, size_t len);
+
+/* Resident bytes of this allocator's memory: every slab ever opened (in
+ * use, on a free list or kept dirty), its tables and the fallback arena. */
+size_t ht_mem_resident(void);
 
 extern uintptr_t ht_mem_lo, ht_mem_hi;
 /* True when p was returned by ht_mem_*: a pointer heaptap owns. */

@@ -10,12 +10,14 @@
  * (guard page included) and never unmapped: a finished thread's stack is
  * taken by the next sampling thread, so thread churn costs no mmap, munmap
  * or TLB shootdown once the pool is as large as the most threads that
- * sampled at the same time.
+ * sampled at the same time. Every stack ever mapped is also on a list of
+ * its own, which the figure of heaptap's resident memory walks.
  */
 #include "stack.h"
 
 #include "core.h"
 #include "log.h"
+#include "mem.h"
 #include "profile.h"
 #include "thread.h"
 
@@ -59,12 +61,33 @@ void ht_stack_switch(void (*fn)(void *), void *arg, void *top);
 
 static uintptr_t main_lo, main_hi;
 
-/* The pool: a spinlock is enough (taken at a thread's first sample and when
- * its record is reaped) and never waits on anything. */
-struct free_stack {
-	struct free_stack *next;
+/* At the top of each of heaptap's stacks, above where its stack pointer
+ * starts: the pool's link, used while the stack is free, and the link of
+ * the list of every stack mapped, written once before the stack is
+ * published there. At the top rather than at the bottom, so a stack given
+ * back does not have its lowest page made resident by the link. */
+struct stack_hdr {
+	struct stack_hdr *next_free;
+	struct stack_hdr *next_all;
 };
-static struct free_stack *pool;
+#define HDR_ROOM ((size_t)64) /* the stack's top stays 16-byte aligned */
+_Static_assert(sizeof(struct stack_hdr) <= HDR_ROOM, "the header fits its room");
+
+static struct stack_hdr *hdr_of(void *base)
+{
+	return (struct stack_hdr *)((char *)base + GUARD + OWN_SIZE - HDR_ROOM);
+}
+
+static void *base_of(struct stack_hdr *h)
+{
+	return (char *)h - (GUARD + OWN_SIZE - HDR_ROOM);
+}
+
+/* The pool: a spinlock is enough (taken at a thread's first sample and when
+ * its record is reaped) and never waits on anything. The list of all
+ * stacks only grows, under the same lock; it is read without it. */
+static struct stack_hdr *pool;
+static struct stack_hdr *_Atomic all_stacks;
 static atomic_flag pool_lock = ATOMIC_FLAG_INIT;
 static _Atomic bool map_failed_logged;
 
@@ -121,16 +144,26 @@ bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr)
 	return base && addr > base + GUARD && addr <= base + GUARD + OWN_SIZE;
 }
 
-static void *pool_take(void)
+static void pool_lock_take(void)
 {
 	while (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire))
 		;
-	struct free_stack *s = pool;
-	if (s)
-		pool = s->next;
+}
+
+static void pool_lock_give(void)
+{
 	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
+}
+
+static void *pool_take(void)
+{
+	pool_lock_take();
+	struct stack_hdr *s = pool;
 	if (s)
-		return (char *)s - GUARD; /* the link sits just above the guard */
+		pool = s->next_free;
+	pool_lock_give();
+	if (s)
+		return base_of(s);
 	void *m = mmap(NULL, GUARD + OWN_SIZE, PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m == MAP_FAILED || mprotect(m, GUARD, PROT_NONE) != 0) {
@@ -141,6 +174,11 @@ static void *pool_take(void)
 			       "stack where it has room");
 		return NULL;
 	}
+	struct stack_hdr *h = hdr_of(m);
+	pool_lock_take();
+	h->next_all = atomic_load_explicit(&all_stacks, memory_order_relaxed);
+	atomic_store_explicit(&all_stacks, h, memory_order_release);
+	pool_lock_give();
 	return m;
 }
 
@@ -148,13 +186,23 @@ void ht_stack_release(struct ht_thread *th)
 {
 	if (!th->own_stack)
 		return;
-	struct free_stack *s = (struct free_stack *)((char *)th->own_stack + GUARD);
+	struct stack_hdr *s = hdr_of(th->own_stack);
 	th->own_stack = NULL;
-	while (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire))
-		;
-	s->next = pool;
+	pool_lock_take();
+	s->next_free = pool;
 	pool = s;
-	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
+	pool_lock_give();
+}
+
+size_t ht_stack_resident(void)
+{
+	/* Stacks are never unmapped and a header's next_all never changes once
+	 * published: no lock. The guard page is never resident. */
+	size_t r = 0;
+	for (struct stack_hdr *h = atomic_load_explicit(&all_stacks, memory_order_acquire); h;
+	     h = h->next_all)
+		r += ht_mem_resident_range(base_of(h), GUARD + OWN_SIZE);
+	return r;
 }
 
 bool ht_stack_alt(uintptr_t *lo, uintptr_t *hi)
@@ -197,7 +245,8 @@ enum ht_stack_where ht_stack_where(struct ht_thread *th)
 
 void ht_stack_call_own(struct ht_thread *th, void (*fn)(void *), void *arg)
 {
-	uintptr_t top = (uintptr_t)th->own_stack + GUARD + OWN_SIZE;
+	/* Below the header: a call pushes under the stack pointer, never at it. */
+	uintptr_t top = (uintptr_t)hdr_of(th->own_stack);
 	ht_stack_switch(fn, arg, (void *)(top & ~(uintptr_t)15));
 }
 

@@ -68,4 +68,8 @@ bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr);
 /* A finished thread's own stack goes back to the pool. */
 void ht_stack_release(struct ht_thread *th);
 
+/* Resident bytes of every stack of heaptap's own ever mapped, in use or in
+ * the pool (for the profile comments). */
+size_t ht_stack_resident(void);
+
 #endif

@@ -29,6 +29,7 @@ struct ht_tls {
 	uintptr_t busy_frame;    /* frame that entered the outermost busy section */
 	uintptr_t busy_ret;      /* and its return address, as saved in that frame */
 	int cancel_state;        /* the cancellation state a sample turned off */
+	uint32_t frame_cache;    /* libunwind has a frame cache for it, counted (unwind.c) */
 };
 
 #define HT_BUSY_COUNTDOWN (INT64_MIN / 4)

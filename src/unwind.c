@@ -13,6 +13,11 @@
  * on its own pid (no fd; EFAULT when the page is not readable, PROT_NONE
  * guard pages included; rt_sigprocmask where a seccomp filter refuses it)
  * and remembers good pages in a small lock-free table that dlclose empties.
+ *
+ * And it counts libunwind's per-thread frame caches, for the figure of
+ * heaptap's resident memory: they are libunwind's own mmaps, which heaptap
+ * cannot see (libunwind's malloc calls, made while a thread is inside
+ * heaptap, come from ht_mem and are counted there).
  */
 #include "unwind.h"
 
@@ -23,6 +28,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -210,6 +216,53 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
 	return 0;
 }
 
+/* ------------------------------------------------------- frame caches */
+
+/* libunwind 1.6 maps a thread's frame cache on the thread's first
+ * unw_backtrace, 2^14 slots of 16 bytes (unw_tdep_frame_t, private to
+ * libunwind: an address and 64 bits of flags), and writes every slot, so
+ * all of it is resident; it unmaps it from a key destructor when the thread
+ * exits (src/x86_64/Gtrace.c). Counted here at that size, one per thread
+ * that has called unw_backtrace and not exited; a key destructor of
+ * heaptap's counts the thread out. A thread whose stacks reach more than
+ * 8192 distinct return addresses gets its cache quadrupled, which this does
+ * not see. */
+#define FRAME_CACHE_BYTES (((size_t)1 << 14) * 16)
+static pthread_key_t cache_key;
+static atomic_bool cache_key_made;
+static _Atomic size_t frame_caches;
+
+static void frame_cache_gone(void *arg)
+{
+	(void)arg;
+	atomic_fetch_sub_explicit(&frame_caches, 1, memory_order_relaxed);
+}
+
+/* Before the thread's unw_backtrace. A thread the key cannot be set for
+ * (out of memory) is not counted, rather than counted for good. */
+static void note_frame_cache(struct ht_tls *t)
+{
+	if (t->frame_cache)
+		return;
+	t->frame_cache = 1;
+	if (atomic_load_explicit(&cache_key_made, memory_order_acquire) &&
+	    pthread_setspecific(cache_key, (void *)1) == 0)
+		atomic_fetch_add_explicit(&frame_caches, 1, memory_order_relaxed);
+}
+
+size_t ht_unwind_cache_bytes(void)
+{
+	return atomic_load_explicit(&frame_caches, memory_order_relaxed) * FRAME_CACHE_BYTES;
+}
+
+void ht_unwind_atfork_child(void)
+{
+	/* The calling thread's cache is all that is left. */
+	bool mine = ht_tls.frame_cache && atomic_load(&cache_key_made) &&
+	            pthread_getspecific(cache_key) != NULL;
+	atomic_store(&frame_caches, mine ? 1 : 0);
+}
+
 bool ht_unwind_refuses_pipe(void)
 {
 	return atomic_load_explicit(&refuse_pipe, memory_order_relaxed);
@@ -229,9 +282,12 @@ void ht_unwind_init(void)
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	own_n = 0;
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)&ht_unwind_init);
+	if (pthread_key_create(&cache_key, frame_cache_gone) == 0)
+		atomic_store_explicit(&cache_key_made, true, memory_order_release);
 	/* The first unwind sets up libunwind's state; do it now, inside
 	 * heaptap, rather than in the middle of someone's malloc. */
 	void *buf[4];
+	note_frame_cache(&ht_tls);
 	unw_backtrace(buf, 4);
 }
 
@@ -277,6 +333,7 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exac
 		t->unwinds++;
 		n = step_backtrace(buf, (int)(max + HT_UNWIND_SLACK));
 	} else {
+		note_frame_cache(t);
 		n = unw_backtrace(buf, (int)(max + HT_UNWIND_SLACK));
 	}
 	if (n <= 0)

@@ -12,6 +12,7 @@
 #define HT_UNWIND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Code that is heaptap's own even when heaptap is linked into the program
@@ -46,5 +47,12 @@ void ht_unwind_note_allocators(void);
 
 /* Forget cached unwind info and known-readable pages (after dlclose). */
 void ht_unwind_flush(void);
+
+/* Bytes of libunwind's frame caches (its own mmaps, all resident) for the
+ * threads alive that have one; see unwind.c. */
+size_t ht_unwind_cache_bytes(void);
+
+/* Fork child: only the calling thread's cache is left. */
+void ht_unwind_atfork_child(void);
 
 #endif

@@ -2,7 +2,8 @@
  * test_mem.c - heaptap's own allocator (src/mem.c) through its API: every
  * size class, runs of 64 KiB slabs (reuse, first fit and split, pages given
  * back), calloc, realloc, memalign, usable sizes, ht_mem_owns, the in-use
- * figure, four threads at once, the fork child that finds a size class
+ * figure, the resident figures (mincore over a range, the allocator's
+ * memory), four threads at once, the fork child that finds a size class
  * locked by a thread that no longer exists, and the release of the locks of
  * a section abandoned by a siglongjmp out of a signal handler.
  */
@@ -17,6 +18,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -536,6 +538,58 @@ static int wait_deadline(pid_t pid, double secs)
 	return -1;
 }
 
+/* ht_mem_resident_range counts the pages of a range that are in RAM, in
+ * chunks of 1024 pages; ht_mem_resident covers the allocator's memory. */
+static void resident_figures(void **state)
+{
+	(void)state;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t npages = 3000; /* more than one mincore() chunk */
+	char *m =
+	        mmap(NULL, npages * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	/* Page by page, even where transparent huge pages are "always". */
+	madvise(m, npages * pg, MADV_NOHUGEPAGE);
+	assert_int_equal(ht_mem_resident_range(m, npages * pg), 0);
+	for (size_t i = 0; i < npages; i += 2)
+		m[i * pg] = 1;
+	assert_int_equal(ht_mem_resident_range(m, npages * pg), (npages / 2) * pg);
+	/* Pages touched by an unaligned range count whole. */
+	assert_int_equal(ht_mem_resident_range(m + 100, 1), pg);
+	assert_int_equal(ht_mem_resident_range(m + pg + 100, 1), 0);
+	assert_int_equal(ht_mem_resident_range(m + pg - 1, 2), pg);
+	assert_int_equal(ht_mem_resident_range(NULL, pg), 0);
+	/* Nothing mapped there: nothing resident. */
+	munmap(m, npages * pg);
+	assert_int_equal(ht_mem_resident_range(m, npages * pg), 0);
+
+	/* The allocator: at least what it has handed out, when that is
+	 * written; a run too large to be kept dirty leaves RAM when freed. */
+	enum { NSMALL = 200 };
+	void *small[NSMALL];
+	for (int i = 0; i < NSMALL; i++) {
+		small[i] = ht_mem_alloc(1000);
+		assert_non_null(small[i]);
+		memset(small[i], 1, 1000);
+	}
+	size_t big = 32 * SLAB; /* past the runs kept dirty (16 slabs) */
+	char *b = ht_mem_alloc(big);
+	assert_non_null(b);
+	memset(b, 1, big);
+	size_t with = ht_mem_resident();
+	assert_true(with >= ht_mem_in_use());
+	assert_true(ht_mem_resident_range(b, big) == big);
+	ht_mem_free(b);
+	/* All but the page that holds the free run's header. */
+	size_t without = ht_mem_resident();
+	assert_true(without + big <= with + pg);
+	assert_true(ht_mem_resident_range(b, big) <= pg);
+	for (int i = 0; i < NSMALL; i++)
+		ht_mem_free(small[i]);
+	/* Freed small blocks stay in RAM, on their class's free list. */
+	assert_int_equal(ht_mem_resident(), without);
+}
+
 static void fork_child_with_class_locked(void **state)
 {
 	(void)state;
@@ -719,6 +773,7 @@ int main(void)
 	        cmocka_unit_test(realloc_semantics),
 	        cmocka_unit_test(memalign_powers_of_two),
 	        cmocka_unit_test(usable_size_and_owns),
+	        cmocka_unit_test(resident_figures),
 	        cmocka_unit_test(four_threads),
 	        cmocka_unit_test(fork_child_with_class_locked),
 	        /* Last: when it fails, a thread is left spinning on a lock. */
