@@ -84,22 +84,37 @@ bool ht_agg_lock_is_mine(void)
 	return atomic_load_explicit(&agg_owner, memory_order_relaxed) == &ht_tls;
 }
 
-/* One distinct call stack and what was sampled there. Go's heap profile has
- * one record per stack too; the `bytes` label is the average allocation size
- * at the stack (the size itself when the stack allocates one size). */
+/* One distinct call stack. What was sampled there is kept per allocation
+ * size, as Go's buckets are keyed by (stack, size): each becomes one sample
+ * whose `bytes` label never changes, so the identity of a sample (its
+ * addresses and labels) is the same from one dump or scrape to the next and
+ * scrapers that subtract consecutive profiles can match it. */
+struct szb;
 struct stack_ent {
 	UT_hash_handle hh;
-	double an, ab, in, ib;   /* unbiased alloc/inuse objects and bytes */
+	struct szb *sizes;       /* its size buckets, newest first */
 	struct stack_ent *older; /* retired stacks, newest first */
 	int32_t gone;            /* retired at dlclose: that gone module; else -1 */
 	uint32_t depth;
 	uintptr_t pcs[];
 };
 
+struct szkey {
+	const struct stack_ent *st;
+	uint64_t size;
+};
+
+struct szb {
+	UT_hash_handle hh;
+	struct szkey k;
+	struct szb *next;      /* in its stack */
+	double an, ab, in, ib; /* unbiased alloc/inuse objects and bytes */
+};
+
 struct live {
 	UT_hash_handle hh;
 	uint64_t id;
-	struct stack_ent *st;
+	struct szb *b;
 	double w;      /* objects this sample stands for */
 	uint64_t size; /* bytes of the sampled block */
 };
@@ -113,6 +128,8 @@ struct pend {
 	(sizeof(struct live) > sizeof(struct pend) ? sizeof(struct live) : sizeof(struct pend))
 static struct stack_ent *stacks;
 static struct stack_ent *retired;
+static struct szb *buckets;
+static uint64_t nbuckets;
 static struct live *lives;
 static struct pend *pendings;
 static uint64_t nstacks, overflow_samples;
@@ -185,12 +202,42 @@ overflow:
 	return &overflow_stack;
 }
 
+/* The (stack, size) bucket. Past HT_AGG_MAX_BUCKETS new sizes go to the
+ * stack's newest bucket, so weight is never lost. */
+static struct szb *bucket(struct stack_ent *st, uint64_t size)
+{
+	struct szkey k;
+	memset(&k, 0, sizeof(k));
+	k.st = st;
+	k.size = size;
+	struct szb *b = NULL;
+	HASH_FIND(hh, buckets, &k, sizeof(k), b);
+	if (b)
+		return b;
+	if (nbuckets >= HT_AGG_MAX_BUCKETS && st->sizes)
+		return st->sizes;
+	b = ht_mem_calloc(1, sizeof(*b));
+	if (!b)
+		return st->sizes;
+	b->k = k;
+	b->next = st->sizes;
+	st->sizes = b;
+	HASH_ADD(hh, buckets, k, sizeof(b->k), b);
+	nbuckets++;
+	return b;
+}
+
 static void on_alloc(const struct ht_ev_alloc *e)
 {
 	double w = ht_sample_weight(e->size, e->rate);
 	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
-	st->an += w;
-	st->ab += w * (double)e->size;
+	struct szb *b = bucket(st, e->size);
+	if (!b) {
+		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
+		return;
+	}
+	b->an += w;
+	b->ab += w * (double)e->size;
 	/* Freed already (the free was drained first)? Then it is not live. */
 	struct pend *p = NULL;
 	if (pendings) {
@@ -204,12 +251,12 @@ static void on_alloc(const struct ht_ev_alloc *e)
 	struct live *l = small_new(e->id, offsetof(struct live, id));
 	if (!l)
 		return;
-	l->st = st;
+	l->b = b;
 	l->w = w;
 	l->size = e->size;
 	HASH_ADD(hh, lives, id, sizeof(l->id), l);
-	st->in += w;
-	st->ib += w * (double)e->size;
+	b->in += w;
+	b->ib += w * (double)e->size;
 	live_objects += w;
 	live_bytes += w * (double)e->size;
 }
@@ -224,10 +271,10 @@ static void on_free(const struct ht_ev_free *e)
 			HASH_ADD(hh, pendings, id, sizeof(p->id), p);
 		return;
 	}
-	struct stack_ent *st = l->st;
+	struct szb *b = l->b;
 	double bytes = l->w * (double)l->size;
-	st->in -= l->w;
-	st->ib -= bytes;
+	b->in -= l->w;
+	b->ib -= bytes;
 	live_objects -= l->w;
 	live_bytes -= bytes;
 	HASH_DEL(lives, l);
@@ -278,38 +325,42 @@ static int64_t round_nonneg(double v)
 	return (int64_t)(v + 0.5);
 }
 
-static void row_from(struct ht_heap_row *r, const struct stack_ent *s)
+static void row_from(struct ht_heap_row *r, const struct stack_ent *s, const struct szb *b)
 {
 	r->pcs = s->pcs;
 	r->depth = s->depth;
 	r->pinned = (uint32_t)(s->gone + 1);
-	r->size = s->an > 0 ? (uint64_t)(s->ab / s->an + 0.5) : 0;
-	r->alloc_objects = s->an;
-	r->alloc_bytes = s->ab;
-	r->inuse_objects = s->in < 0 ? 0 : s->in;
-	r->inuse_bytes = s->ib < 0 ? 0 : s->ib;
+	r->size = b->k.size;
+	r->alloc_objects = b->an;
+	r->alloc_bytes = b->ab;
+	r->inuse_objects = b->in < 0 ? 0 : b->in;
+	r->inuse_bytes = b->ib < 0 ? 0 : b->ib;
+}
+
+static size_t rows_of(struct ht_heap_row *r, const struct stack_ent *s)
+{
+	size_t k = 0;
+	for (const struct szb *b = s->sizes; b; b = b->next) {
+		if (round_nonneg(b->an) == 0 && round_nonneg(b->in) == 0)
+			continue;
+		row_from(&r[k++], s, b);
+	}
+	return k;
 }
 
 int ht_agg_heap_rows(struct ht_heap_row **rows, size_t *n)
 {
-	size_t cap = nstacks + 1, k = 0;
+	size_t cap = nbuckets + 1, k = 0;
 	struct ht_heap_row *r = ht_mem_calloc(cap, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	for (struct stack_ent *s = stacks; s; s = s->hh.next) {
-		if (round_nonneg(s->an) == 0 && round_nonneg(s->in) == 0)
-			continue;
-		row_from(&r[k++], s);
-	}
-	for (struct stack_ent *s = retired; s; s = s->older) {
-		if (round_nonneg(s->an) == 0 && round_nonneg(s->in) == 0)
-			continue;
-		row_from(&r[k++], s);
-	}
+	for (struct stack_ent *s = stacks; s; s = s->hh.next)
+		k += rows_of(r + k, s);
+	for (struct stack_ent *s = retired; s; s = s->older)
+		k += rows_of(r + k, s);
 	/* Samples that did not fit the table, and samples whose stack could not
-	 * be walked at all: one "[unknown stack]" row, so their weight counts. */
-	if (round_nonneg(overflow_stack.an) != 0 || round_nonneg(overflow_stack.in) != 0)
-		row_from(&r[k++], &overflow_stack);
+	 * be walked at all: "[unknown stack]" rows, so their weight counts. */
+	k += rows_of(r + k, &overflow_stack);
 	*rows = r;
 	*n = k;
 	return 0;

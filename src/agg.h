@@ -59,7 +59,8 @@ void ht_agg_retire_module(uintptr_t start, uintptr_t limit, int32_t gone);
 void ht_agg_atfork_child(void);
 
 /* Limits (tables have limits; what does not fit is counted). */
-#define HT_AGG_MAX_STACKS (1u << 20)
+#define HT_AGG_MAX_STACKS  (1u << 20)
+#define HT_AGG_MAX_BUCKETS (1u << 22) /* (stack, size) pairs */
 
 /* For tests: feed one event as if drained from a ring. */
 struct ht_ev_hdr;

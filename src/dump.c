@@ -31,6 +31,8 @@
 #include <fcntl.h>
 #include <heaptap.h>
 #include <malloc.h>
+#include <math.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -335,6 +337,184 @@ int ht_dump_to_path(const char *path, int kind)
 	if (!path || !*path)
 		return -EINVAL;
 	return dump_one(kind, write_path, path);
+}
+
+/* ---------------------------------------------------- for the listener */
+
+/* Rows are matched by stack (the table never frees a stack, so its pcs
+ * pointer is its identity) and size. */
+static uint64_t row_key(const struct ht_heap_row *r)
+{
+	uint64_t k = (uint64_t)(uintptr_t)r->pcs * 0x9e3779b97f4a7c15ull ^ r->size;
+	return k ^ (k >> 29);
+}
+
+/* rows -= base, dropping rows that come to zero in every value (Go's
+ * delta: all four values are differenced, inuse ones may go negative). */
+static void subtract(struct ht_heap_row *rows, size_t *n, const struct ht_heap_row *base,
+                     size_t nbase)
+{
+	size_t cap = 16;
+	while (cap < 2 * nbase)
+		cap *= 2;
+	int64_t *slot = ht_mem_alloc(cap * sizeof(*slot));
+	if (!slot)
+		return; /* out of memory: the full values are served */
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = -1;
+	for (size_t i = 0; i < nbase; i++) {
+		size_t j = row_key(&base[i]) & (cap - 1);
+		while (slot[j] >= 0)
+			j = (j + 1) & (cap - 1);
+		slot[j] = (int64_t)i;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++) {
+		struct ht_heap_row r = rows[i];
+		for (size_t j = row_key(&r) & (cap - 1); slot[j] >= 0; j = (j + 1) & (cap - 1)) {
+			const struct ht_heap_row *b = &base[slot[j]];
+			if (b->pcs != r.pcs || b->size != r.size || b->depth != r.depth)
+				continue;
+			r.alloc_objects -= b->alloc_objects;
+			r.alloc_bytes -= b->alloc_bytes;
+			r.inuse_objects -= b->inuse_objects;
+			r.inuse_bytes -= b->inuse_bytes;
+			break;
+		}
+		if (llround(r.alloc_objects) || llround(r.alloc_bytes) ||
+		    llround(r.inuse_objects) || llround(r.inuse_bytes))
+			rows[k++] = r;
+	}
+	*n = k;
+	ht_mem_free(slot);
+}
+
+static int cmp_weight(const void *a, const void *b)
+{
+	const struct ht_heap_row *x = a, *y = b;
+	double wx = x->alloc_bytes + x->inuse_bytes, wy = y->alloc_bytes + y->inuse_bytes;
+	return wx > wy ? -1 : wx < wy;
+}
+
+static int cmp_stack(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct ht_heap_row *)a)->pcs;
+	uintptr_t y = (uintptr_t)((const struct ht_heap_row *)b)->pcs;
+	return x < y ? -1 : x > y;
+}
+
+/* At most max samples (Pyroscope takes 16,000 by default): first one
+ * sample per stack (sizes merged, no `bytes` label), then the heaviest
+ * stacks and one "[other stacks]" sample for the rest, so totals stay. */
+static void cap_rows(struct ht_heap_row *rows, size_t *n, size_t max)
+{
+	if (!max || *n <= max)
+		return;
+	qsort(rows, *n, sizeof(*rows), cmp_stack);
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (k && rows[k - 1].pcs == rows[i].pcs && rows[k - 1].depth == rows[i].depth &&
+		    rows[i].depth) {
+			struct ht_heap_row *m = &rows[k - 1];
+			m->alloc_objects += rows[i].alloc_objects;
+			m->alloc_bytes += rows[i].alloc_bytes;
+			m->inuse_objects += rows[i].inuse_objects;
+			m->inuse_bytes += rows[i].inuse_bytes;
+			m->no_size = true;
+			continue;
+		}
+		rows[k++] = rows[i];
+	}
+	*n = k;
+	if (k <= max)
+		return;
+	qsort(rows, k, sizeof(*rows), cmp_weight);
+	struct ht_heap_row *o = &rows[max - 1];
+	for (size_t i = max; i < k; i++) {
+		o->alloc_objects += rows[i].alloc_objects;
+		o->alloc_bytes += rows[i].alloc_bytes;
+		o->inuse_objects += rows[i].inuse_objects;
+		o->inuse_bytes += rows[i].inuse_bytes;
+	}
+	o->pcs = NULL;
+	o->depth = 0;
+	o->pinned = 0;
+	o->no_size = true;
+	o->root = "[other stacks]";
+	*n = max;
+}
+
+int ht_dump_build(const struct ht_dump_want *w, struct ht_buf *out)
+{
+	bool heap = w->kind == HEAPTAP_HEAP;
+	if (!heap && w->kind != HEAPTAP_THREADS)
+		return -EINVAL;
+	struct dump_entry d;
+	int r = dump_enter(&d);
+	if (r != 0)
+		return r;
+	struct snapshot s;
+	r = snapshot_take(&s, heap);
+	if (r == 0) {
+		if (heap && w->base) {
+			subtract(s.heap, &s.nheap, w->base, w->nbase);
+		}
+		if (heap)
+			cap_rows(s.heap, &s.nheap, w->max_samples);
+		struct ht_profile_input in;
+		input_from(&in, &s);
+		in.default_type = w->default_type;
+		if (w->base)
+			in.duration_nanos = in.time_nanos - w->base_time;
+		struct ht_profile_ctx *ctx = NULL;
+		r = ht_profile_ctx_open(&ctx, &in);
+		if (r == 0) {
+			if (w->text)
+				r = heap ? ht_profile_heap_text(&in, ctx, out)
+				         : ht_profile_threads_text(&in, ctx, out);
+			else
+				r = heap ? ht_profile_heap(&in, ctx, out)
+				         : ht_profile_threads(&in, ctx, out);
+		}
+		ht_profile_ctx_close(ctx);
+		snapshot_free(&s);
+	}
+	dump_leave(&d);
+	return r;
+}
+
+int ht_dump_rows_copy(struct ht_heap_row **rows, size_t *n, int64_t *time_nanos)
+{
+	struct dump_entry d;
+	int r = dump_enter(&d);
+	if (r != 0)
+		return r;
+	ht_agg_lock();
+	ht_agg_drain_all();
+	r = ht_agg_heap_rows(rows, n);
+	ht_agg_unlock();
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	*time_nanos = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	dump_leave(&d);
+	return r;
+}
+
+int ht_dump_symbols(const char *list, size_t len, struct ht_buf *out)
+{
+	struct dump_entry d;
+	int r = dump_enter(&d);
+	if (r != 0)
+		return r;
+	struct ht_profile_input in;
+	memset(&in, 0, sizeof(in));
+	struct ht_profile_ctx *ctx = NULL;
+	r = ht_profile_ctx_open(&ctx, &in);
+	if (r == 0)
+		r = ht_profile_symbols(ctx, list, len, out);
+	ht_profile_ctx_close(ctx);
+	dump_leave(&d);
+	return r;
 }
 
 int ht_dump_files_background(void)

@@ -36,4 +36,26 @@ bool ht_dump_wait_idle(unsigned ms);
 /* Fork child: a dump under way died with the thread that ran it. */
 void ht_dump_atfork_child(void);
 
+/* For the /debug/pprof listener (serve.c). */
+#include "pb.h"
+#include "profile.h"
+#include <stdbool.h>
+#include <stddef.h>
+struct ht_dump_want {
+	int kind;                 /* HEAPTAP_HEAP or HEAPTAP_THREADS */
+	bool text;                /* the ?debug=1 text form */
+	const char *default_type; /* heap: NULL for inuse_space */
+	/* A delta: the rows of an earlier ht_dump_rows_copy, subtracted. */
+	const struct ht_heap_row *base;
+	size_t nbase;
+	int64_t base_time;
+	size_t max_samples; /* 0: no cap */
+};
+/* One profile into out, as a dump would make it. 0 or a negative errno. */
+int ht_dump_build(const struct ht_dump_want *w, struct ht_buf *out);
+/* The heap rows now (ht_mem; free with ht_mem_free) and the wall clock. */
+int ht_dump_rows_copy(struct ht_heap_row **rows, size_t *n, int64_t *time_nanos);
+/* pprof's symbol lookups. */
+int ht_dump_symbols(const char *list, size_t len, struct ht_buf *out);
+
 #endif

@@ -23,6 +23,7 @@
 #include "agg.h"
 #include "core.h"
 #include "dump.h"
+#include "http.h"
 #include "log.h"
 #include "mem.h"
 #include "options.h"
@@ -34,6 +35,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -61,10 +64,55 @@ static _Atomic uintptr_t stack_lo, stack_hi;
 
 /* ---------------------------------------------------------------- wake-ups */
 
+/* With a listener open, heaptap's thread sleeps in poll() instead of on the
+ * futex, and a kick also writes this eventfd (write is async-signal-safe). */
+static _Atomic int kick_fd = -1;
+static bool http_tried; /* HEAPTAP_HTTP is opened once per process */
+
 void ht_flusher_kick(void)
 {
 	atomic_fetch_add_explicit(&wake_word, 1, memory_order_release);
 	syscall(SYS_futex, &wake_word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	int fd = atomic_load_explicit(&kick_fd, memory_order_acquire);
+	if (fd >= 0) {
+		uint64_t one = 1;
+		ssize_t r = write(fd, &one, sizeof(one));
+		(void)r;
+	}
+}
+
+/* Wait for a kick, the listener or a connection, for at most ms. */
+static void wait_polling(uint32_t seen, uint64_t ms)
+{
+	struct pollfd fds[HT_HTTP_POLL_ENTRIES + 1];
+	int timeout = ms > 60000 ? 60000 : (int)ms;
+	int n = ht_http_pollfds(fds + 1, &timeout);
+	int kfd = atomic_load(&kick_fd);
+	fds[0] = (struct pollfd){.fd = kfd, .events = POLLIN};
+	if (atomic_load_explicit(&wake_word, memory_order_acquire) != seen)
+		timeout = 0;
+	int r = poll(fds, (nfds_t)n + 1, timeout);
+	if (r > 0 && (fds[0].revents & POLLIN)) {
+		uint64_t v;
+		ssize_t k = read(kfd, &v, sizeof(v));
+		(void)k;
+	}
+	ht_http_service(fds + 1, r >= 0 ? n : 0);
+}
+
+static void http_open_once(void)
+{
+	if (http_tried || !ht_opt.http[0])
+		return;
+	http_tried = true;
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (ht_http_open(ht_opt.http) != 0) {
+		close(fd);
+		return;
+	}
+	atomic_store_explicit(&kick_fd, fd, memory_order_release);
 }
 
 static void wait_for_kick(uint32_t seen, uint64_t ms)
@@ -104,7 +152,7 @@ void ht_flusher_request_dump(void)
  * single-threaded (fork() from a signal handler). */
 bool ht_flusher_needed(void)
 {
-	return ht_signal_installed() || ht_opt.interval_ms != 0;
+	return ht_signal_installed() || ht_opt.interval_ms != 0 || (ht_opt.http[0] && !http_tried);
 }
 
 bool ht_flusher_wanted(void)
@@ -202,6 +250,7 @@ static void *flusher_main(void *arg)
 	setpriority(PRIO_PROCESS, (id_t)tid, 5);
 	uint64_t interval = ht_opt.interval_ms;
 	uint64_t next_dump = interval ? now_ms() + interval : 0;
+	http_open_once();
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
 		uint64_t wait = ht_thread_program_alive() > 0 ? DRAIN_PERIOD_MS : GONE_CHECK_MS;
@@ -211,7 +260,9 @@ static void *flusher_main(void *arg)
 			if (until < wait)
 				wait = until;
 		}
-		if (wait && !atomic_load(&dump_requested))
+		if (ht_http_active())
+			wait_polling(seen, atomic_load(&dump_requested) ? 0 : wait);
+		else if (wait && !atomic_load(&dump_requested))
 			wait_for_kick(seen, wait);
 		if (atomic_load(&stopping) || atomic_load(&pausing))
 			break;
@@ -359,6 +410,13 @@ void ht_flusher_atfork_child(void)
 	 * the parent's terms, now, so that it answers the dump signal too. */
 	atomic_store(&ht_flusher_state, 0);
 	note_stack(false); /* the parent's thread is gone, its stack glibc's to reuse */
+	/* The parent's listener is the parent's: a child holding the port would
+	 * keep it after the parent ends. (A program the child execs reads
+	 * HEAPTAP_HTTP afresh and may name its own port.) */
+	ht_http_close();
+	int kfd = atomic_exchange(&kick_fd, -1);
+	if (kfd >= 0)
+		close(kfd);
 	atomic_store(&dump_requested, false);
 	atomic_store(&pausing, false);
 	atomic_store(&wake_word, 0);

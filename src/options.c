@@ -192,6 +192,16 @@ void ht_options_load(char *(*getenv_fn)(const char *))
 		ht_log("HEAPTAP_DEPTH=\"" QV "\" is not a frame count from 1 to %u; using %u",
 		       QA(v), HT_MAX_DEPTH, HT_DEFAULT_DEPTH);
 
+	ht_opt.http[0] = '\0';
+	if ((v = getenv_fn("HEAPTAP_HTTP")) && *v) {
+		if (strlen(v) >= sizeof(ht_opt.http))
+			ht_log("HEAPTAP_HTTP=\"" QV
+			       "\" is too long for an address; serving no profiles",
+			       QA(v));
+		else
+			strcpy(ht_opt.http, v);
+	}
+
 	ht_opt.dir[0] = '\0';
 	v = getenv_fn("HEAPTAP_DIR");
 	if (v && *v) {

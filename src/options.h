@@ -23,6 +23,7 @@ struct ht_options {
 	uint64_t interval_ms; /* 0: off */
 	bool at_exit;
 	unsigned depth;
+	char http[128]; /* HEAPTAP_HTTP, "" when off; checked when the listener opens */
 };
 
 extern struct ht_options ht_opt;

@@ -19,8 +19,10 @@
 #include "symbolize.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -685,6 +687,7 @@ static int finish(struct builder *b, const int64_t *comments, size_t ncomments)
 	write_mappings(b);
 	ht_pb_int64s(pb, HT_PB_PROFILE_COMMENT, comments, ncomments);
 	ht_pb_int64_opt(pb, HT_PB_PROFILE_TIME_NANOS, b->in->time_nanos);
+	ht_pb_int64_opt(pb, HT_PB_PROFILE_DURATION_NANOS, b->in->duration_nanos);
 	for (size_t i = 0; i < b->strs.n && !b->err; i++) {
 		ht_pb_bytes(pb, HT_PB_PROFILE_STRING_TABLE, b->strs.v[i].p, b->strs.v[i].len);
 		flush(b);
@@ -776,7 +779,11 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ct
 	                                       {"alloc_space", "bytes"},
 	                                       {"inuse_objects", "count"},
 	                                       {"inuse_space", "bytes"}};
-	const struct schema heap = {types, 4, "inuse_space", {"space", "bytes"}, (int64_t)in->rate};
+	const struct schema heap = {types,
+	                            4,
+	                            in->default_type ? in->default_type : "inuse_space",
+	                            {"space", "bytes"},
+	                            (int64_t)in->rate};
 	struct builder b;
 	int err = profile_begin(&b, in, ctx, out, &heap);
 	if (err)
@@ -785,12 +792,16 @@ int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ct
 	int64_t kbytes = intern(&b, "bytes");
 	for (size_t i = 0; i < in->nheap && !b.err; i++) {
 		const struct ht_heap_row *r = &in->heap[i];
-		size_t n = stack_ids(&b, r->pcs, r->depth, r->depth ? NULL : "[unknown stack]",
+		size_t n = stack_ids(&b, r->pcs, r->depth,
+		                     r->depth  ? NULL
+		                     : r->root ? r->root
+		                               : "[unknown stack]",
 		                     (int32_t)r->pinned - 1);
 		int64_t v[4] = {round_value(r->alloc_objects), round_value(r->alloc_bytes),
 		                round_value(r->inuse_objects), round_value(r->inuse_bytes)};
 		size_t start = sample_begin(&b, n, v, 4);
-		sample_label(&b, kbytes, 0, (int64_t)r->size, kbytes);
+		if (!r->no_size)
+			sample_label(&b, kbytes, 0, (int64_t)r->size, kbytes);
 		sample_end(&b, start);
 	}
 
@@ -858,4 +869,145 @@ int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx 
 	         (long long)(total - ended), (long long)ended);
 	int64_t comments[2] = {intern(&b, line[0]), intern(&b, line[1])};
 	return profile_end(&b, 0, comments, 2);
+}
+
+/* ------------------------------------------------------------ text forms */
+
+/* printf into a buffer (sticky error in *err). */
+static void tprintf(struct ht_buf *out, int *err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void tprintf(struct ht_buf *out, int *err, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (*err || n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	*err = ht_buf_append(out, line, (size_t)n);
+}
+
+/* The module key of addr for a text form (no gone modules there). */
+static int describe(struct ht_profile_ctx *ctx, uintptr_t addr, struct ht_symbolize_frame *f)
+{
+	memset(f, 0, sizeof(*f));
+	const struct ht_mapping *x = ht_maps_find(&ctx->maps, addr);
+	if (!x)
+		return -ENOENT;
+	if (!ctx->sym) {
+		int err = ht_symbolize_open(&ctx->sym, ctx->nkeys ? ctx->nkeys : ctx->maps.n);
+		if (err)
+			return err;
+	}
+	return ht_symbolize_lookup(ctx->sym, (size_t)(x - ctx->maps.v), &x->m, addr, f);
+}
+
+static void text_stack(struct ht_profile_ctx *ctx, const uintptr_t *pcs, uint32_t depth,
+                       struct ht_buf *out, int *err)
+{
+	tprintf(out, err, " @");
+	for (uint32_t i = 0; i < depth; i++)
+		tprintf(out, err, " 0x%lx", (unsigned long)pcs[i]);
+	tprintf(out, err, "\n");
+	for (uint32_t i = 0; i < depth && !*err; i++) {
+		struct ht_symbolize_frame f;
+		if (pcs[i] <= HT_PC_NOT_TAKEN || describe(ctx, pcs[i] - 1, &f) != 0 || !f.func)
+			continue;
+		if (f.file)
+			tprintf(out, err, "#\t0x%lx\t%s\t%s:%d\n", (unsigned long)pcs[i], f.func,
+			        f.file, f.line);
+		else
+			tprintf(out, err, "#\t0x%lx\t%s\n", (unsigned long)pcs[i], f.func);
+	}
+	tprintf(out, err, "\n");
+}
+
+int ht_profile_heap_text(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                         struct ht_buf *out)
+{
+	int err = 0;
+	double io = 0, ib = 0, ao = 0, ab = 0;
+	for (size_t i = 0; i < in->nheap; i++) {
+		io += in->heap[i].inuse_objects;
+		ib += in->heap[i].inuse_bytes;
+		ao += in->heap[i].alloc_objects;
+		ab += in->heap[i].alloc_bytes;
+	}
+	tprintf(out, &err, "heap profile: %lld: %lld [%lld: %lld] @ heap_v2/1\n",
+	        (long long)round_value(io), (long long)round_value(ib), (long long)round_value(ao),
+	        (long long)round_value(ab));
+	for (size_t i = 0; i < in->nheap && !err; i++) {
+		const struct ht_heap_row *r = &in->heap[i];
+		tprintf(out, &err, "%lld: %lld [%lld: %lld]",
+		        (long long)round_value(r->inuse_objects),
+		        (long long)round_value(r->inuse_bytes),
+		        (long long)round_value(r->alloc_objects),
+		        (long long)round_value(r->alloc_bytes));
+		text_stack(ctx, r->pcs, r->depth, out, &err);
+		if (in->tick && i % 256 == 255)
+			in->tick(in->tick_arg);
+	}
+	tprintf(out, &err, "\n# heaptap (sampling rate %llu; values are unbiased estimates)\n",
+	        (unsigned long long)in->rate);
+	for (size_t i = 0; i < in->ncomments; i++)
+		tprintf(out, &err, "# %s\n", in->comments[i]);
+	return err;
+}
+
+int ht_profile_threads_text(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                            struct ht_buf *out)
+{
+	int err = 0;
+	int64_t total = 0;
+	for (size_t i = 0; i < in->nthreads; i++)
+		total += in->threads[i].count;
+	tprintf(out, &err, "threads profile: total %lld\n", (long long)total);
+	for (size_t i = 0; i < in->nthreads && !err; i++) {
+		const struct ht_thread_row *r = &in->threads[i];
+		tprintf(out, &err, "%lld", (long long)r->count);
+		if (r->depth == 0) {
+			char buf[64];
+			tprintf(out, &err, " @\n# %s%s%s\n\n",
+			        thread_root(r->label, buf, sizeof(buf)), r->state ? " state=" : "",
+			        r->state ? r->state : "");
+			continue;
+		}
+		text_stack(ctx, r->pcs, r->depth, out, &err);
+		if (r->state && strcmp(r->state, "running")) {
+			/* The blank line text_stack ended with stays the record's end. */
+			out->len--;
+			tprintf(out, &err, "# state=%s\n\n", r->state);
+		}
+	}
+	return err;
+}
+
+int ht_profile_symbols(struct ht_profile_ctx *ctx, const char *list, size_t len, struct ht_buf *out)
+{
+	int err = 0;
+	tprintf(out, &err, "num_symbols: 1\n");
+	size_t i = 0;
+	while (i < len && !err) {
+		/* Addresses are separated by '+' (and, leniently, by spaces). */
+		while (i < len && (list[i] == '+' || list[i] == ' ' || list[i] == '\n'))
+			i++;
+		size_t j = i;
+		while (j < len && list[j] != '+' && list[j] != ' ' && list[j] != '\n')
+			j++;
+		char tok[32];
+		if (j > i && j - i < sizeof(tok)) {
+			memcpy(tok, list + i, j - i);
+			tok[j - i] = 0;
+			char *end;
+			unsigned long long a = strtoull(tok, &end, 0);
+			struct ht_symbolize_frame f;
+			if (*end == 0 && a && describe(ctx, (uintptr_t)a, &f) == 0 && f.func)
+				tprintf(out, &err, "%#llx %s\n", a, f.func);
+		}
+		i = j;
+	}
+	return err;
 }

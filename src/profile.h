@@ -18,6 +18,7 @@
 #include "maps.h"
 #include "pb.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,8 @@ struct ht_heap_row {
 	/* 1 + the index into ht_profile_input.gone of the unloaded module this
 	 * stack's frames in its range belong to (retired at dlclose); 0: none. */
 	uint32_t pinned;
+	bool no_size;     /* several sizes merged: no `bytes` label */
+	const char *root; /* depth 0: the synthetic frame's name; NULL: "[unknown stack]" */
 };
 
 /* One thread profile sample: a distinct creation stack. */
@@ -48,8 +51,10 @@ struct ht_thread_row {
 };
 
 struct ht_profile_input {
-	uint64_t rate;      /* period of the heap profile */
-	int64_t time_nanos; /* wall clock of the dump */
+	uint64_t rate;            /* period of the heap profile */
+	int64_t time_nanos;       /* wall clock of the dump */
+	int64_t duration_nanos;   /* a delta's window; 0 for a snapshot */
+	const char *default_type; /* heap: NULL for inuse_space */
 	const struct ht_heap_row *heap;
 	size_t nheap;
 	const struct ht_thread_row *threads;
@@ -77,6 +82,20 @@ void ht_profile_ctx_close(struct ht_profile_ctx *ctx); /* NULL is fine */
 int ht_profile_heap(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
                     struct ht_buf *out);
 int ht_profile_threads(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                       struct ht_buf *out);
+
+/* The text forms served for ?debug=1, as Go's legacy ones: "heap profile:
+ * ..." with one record per sample and "#" lines naming each frame, and
+ * "threads profile: total N" with a count per creation stack. Values are
+ * heaptap's unbiased estimates, so the header says heap_v2/1 (no further
+ * scaling by readers). */
+int ht_profile_heap_text(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                         struct ht_buf *out);
+int ht_profile_threads_text(const struct ht_profile_input *in, struct ht_profile_ctx *ctx,
+                            struct ht_buf *out);
+/* pprof's symbol protocol: list is "0xA+0xB..."; writes "num_symbols: 1\n"
+ * and "0xA name\n" for each address found. */
+int ht_profile_symbols(struct ht_profile_ctx *ctx, const char *list, size_t len,
                        struct ht_buf *out);
 
 #endif

@@ -40,10 +40,11 @@ static void free_ev(uint64_t id)
 	ht_agg_event(&f.h);
 }
 
-static const struct ht_heap_row *find(const struct ht_heap_row *r, size_t n, uintptr_t pc0)
+static const struct ht_heap_row *find(const struct ht_heap_row *r, size_t n, uintptr_t pc0,
+                                      uint64_t size)
 {
 	for (size_t i = 0; i < n; i++)
-		if (r[i].depth && r[i].pcs[0] == pc0)
+		if (r[i].depth && r[i].pcs[0] == pc0 && r[i].size == size)
 			return &r[i];
 	return NULL;
 }
@@ -63,23 +64,27 @@ static void exact_and_sampled(void **state)
 	free_ev(202);
 	for (uint64_t i = 0; i < 3; i++)
 		alloc_ev(200 + i, 4096, 524288, b, 3);
-	/* Same stack, another size: the same row, whose label is the average. */
+	/* Same stack, another size: a row of its own, as Go keys its buckets
+	 * by (stack, size), so each row's `bytes` label never changes. */
 	alloc_ev(300, 64, 1, a, 3);
 
 	struct ht_heap_row *rows;
 	size_t n;
 	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
-	assert_int_equal(n, 2);
-	const struct ht_heap_row *ra = find(rows, n, 0x1000);
+	assert_int_equal(n, 3);
+	const struct ht_heap_row *ra = find(rows, n, 0x1000, 100);
 	assert_non_null(ra);
-	assert_true(ra->alloc_objects == 11 && ra->alloc_bytes == 1064);
-	assert_true(ra->inuse_objects == 7 && ra->inuse_bytes == 664);
-	assert_int_equal(ra->size, 97); /* 1064 / 11, rounded */
+	assert_true(ra->alloc_objects == 10 && ra->alloc_bytes == 1000);
+	assert_true(ra->inuse_objects == 6 && ra->inuse_bytes == 600);
 	assert_int_equal(ra->depth, 3);
 	assert_true(ra->pcs[2] == 0x3000);
+	const struct ht_heap_row *ra64 = find(rows, n, 0x1000, 64);
+	assert_non_null(ra64);
+	assert_true(ra64->alloc_objects == 1 && ra64->inuse_bytes == 64);
+	assert_true(ra64->pcs == ra->pcs); /* one stack, two sizes */
 
 	double w = 1.0 / (1.0 - exp(-4096.0 / 524288.0));
-	const struct ht_heap_row *rb = find(rows, n, 0x1100);
+	const struct ht_heap_row *rb = find(rows, n, 0x1100, 4096);
 	assert_non_null(rb);
 	assert_true(fabs(rb->alloc_objects - 3 * w) < 1e-6);
 	assert_true(fabs(rb->alloc_bytes - 3 * w * 4096) < 1e-3);
@@ -113,7 +118,7 @@ static void free_everything(void **state)
 	struct ht_heap_row *rows;
 	size_t n;
 	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 3);
 	for (size_t i = 0; i < n; i++) {
 		assert_true(rows[i].inuse_bytes < 1e-6);
 		assert_true(rows[i].alloc_objects > 0);
