@@ -42,6 +42,7 @@ struct conn {
 	int fd;
 	int state;
 	uint64_t deadline; /* ms, monotonic */
+	uint64_t since;    /* accepted at */
 	char *in;
 	size_t inlen;
 	struct ht_buf out;
@@ -60,6 +61,16 @@ static struct conn conns[HT_HTTP_MAX_CONN];
 static bool inited;
 
 #define IN_CAP (HT_HTTP_MAX_HEADER + HT_HTTP_MAX_BODY)
+
+/* A profile built less than HT_HTTP_CACHE_MS ago is served again: however
+ * many clients ask, heaptap builds each kind at most once per period, so
+ * scrapers cannot turn heaptap's thread into a load on the program. */
+static struct {
+	struct ht_buf body;
+	uint64_t built;
+	bool valid;
+} cache[3][2];
+
 
 static uint64_t now_ms(void)
 {
@@ -235,6 +246,11 @@ void ht_http_close(void)
 	if (lfd >= 0)
 		close(lfd);
 	lfd = -1;
+	for (int k = 0; k < 3; k++)
+		for (int d = 0; d < 2; d++) {
+			ht_buf_free(&cache[k][d].body);
+			cache[k][d].valid = false;
+		}
 }
 
 /* ------------------------------------------------------------ responses */
@@ -381,11 +397,25 @@ static void serve_profile_now(struct conn *c, enum ht_serve_kind kind, int debug
                               const struct ht_serve_snap *base, bool head)
 {
 	struct ht_buf body = {0};
-	int r = ht_serve_profile(kind, debug, base, &body);
-	if (r != 0) {
+	uint64_t now = now_ms();
+	int d = debug != 0;
+	if (!base && cache[kind][d].valid && now - cache[kind][d].built < HT_HTTP_CACHE_MS &&
+	    ht_buf_append(&body, cache[kind][d].body.data, cache[kind][d].body.len) == 0) {
+		/* served from the cache */
+	} else {
 		ht_buf_free(&body);
-		fail(c, 500, "failed to collect profile", head);
-		return;
+		int r = ht_serve_profile(kind, debug, base, &body);
+		if (r != 0) {
+			ht_buf_free(&body);
+			fail(c, 500, "failed to collect profile", head);
+			return;
+		}
+		if (!base) {
+			ht_buf_free(&cache[kind][d].body);
+			cache[kind][d].valid =
+			        ht_buf_append(&cache[kind][d].body, body.data, body.len) == 0;
+			cache[kind][d].built = now;
+		}
 	}
 	if (debug) {
 		respond_buf(c, 200, "text/plain; charset=utf-8", NULL, &body, head);
@@ -648,6 +678,25 @@ static void do_write(struct conn *c)
 	conn_close(c);
 }
 
+/* Every slot taken: a client still sending its request after HT_HTTP_EVICT_MS
+ * (a scraper sends it in one packet) gives its slot to the newcomer, oldest
+ * first, so slow-drip clients cannot hold the listener. */
+static struct conn *evict_slowest(void)
+{
+	uint64_t now = now_ms();
+	struct conn *old = NULL;
+	for (int i = 0; i < HT_HTTP_MAX_CONN; i++) {
+		struct conn *c = &conns[i];
+		if (c->state == C_READ && now - c->since >= HT_HTTP_EVICT_MS &&
+		    (!old || c->since < old->since))
+			old = c;
+	}
+	if (!old)
+		return NULL;
+	conn_close(old);
+	return old;
+}
+
 static void do_accept(void)
 {
 	/* A bounded number per round, so a flood cannot starve heaptap's work. */
@@ -659,6 +708,8 @@ static void do_accept(void)
 		for (int i = 0; i < HT_HTTP_MAX_CONN && !c; i++)
 			if (conns[i].state == C_FREE)
 				c = &conns[i];
+		if (!c)
+			c = evict_slowest();
 		if (!c) {
 			static const char busy[] =
 			        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
@@ -679,7 +730,8 @@ static void do_accept(void)
 		c->fd = fd;
 		c->state = C_READ;
 		c->inlen = 0;
-		c->deadline = now_ms() + HT_HTTP_REQ_MS;
+		c->since = now_ms();
+		c->deadline = c->since + HT_HTTP_REQ_MS;
 	}
 }
 

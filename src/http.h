@@ -21,8 +21,10 @@
 #define HT_HTTP_MAX_HEADER   8192
 #define HT_HTTP_MAX_BODY     65536
 #define HT_HTTP_REQ_MS       10000 /* a request must arrive whole within this */
+#define HT_HTTP_EVICT_MS     1000  /* ... and may lose its slot to a newcomer after this */
 #define HT_HTTP_SEND_MS      30000 /* and its response leave within this */
 #define HT_HTTP_MAX_SECONDS  300   /* longest ?seconds= window */
+#define HT_HTTP_CACHE_MS     1000  /* a profile is built at most once per this */
 #define HT_HTTP_POLL_ENTRIES (HT_HTTP_MAX_CONN + 1)
 
 /* Parse HEAPTAP_HTTP: "127.0.0.1:6060", "[::1]:6060", ":0" or "localhost:P"
