@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdlib.h>
 
 void hc_json_init(struct hc_json *j, FILE *f)
 {
@@ -125,8 +126,16 @@ void hc_json_num(struct hc_json *j, double v)
 		fputs("null", j->f);
 	else if (v == (double)(int64_t)v && fabs(v) < 9e15)
 		fprintf(j->f, "%" PRId64, (int64_t)v);
-	else
-		fprintf(j->f, "%.17g", v);
+	else {
+		/* The shortest form that reads back as the same double. */
+		char buf[40];
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(buf, sizeof(buf), "%.*g", prec, v);
+			if (strtod(buf, NULL) == v)
+				break;
+		}
+		fputs(buf, j->f);
+	}
 }
 
 void hc_json_bool(struct hc_json *j, bool v)

@@ -315,7 +315,7 @@ int hc_cmd_leaks(int argc, char **argv)
 	                                     {0, 0, 0, 0}};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;

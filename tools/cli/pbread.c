@@ -32,6 +32,10 @@ int hc_pb_next(struct hc_pb *c, struct hc_pb_field *f)
 		return -EBADMSG;
 	f->num = (uint32_t)(key >> 3);
 	f->wire = (int)(key & 7);
+	/* Whatever the wire type, no member is left from the previous field. */
+	f->v = 0;
+	f->data = NULL;
+	f->len = 0;
 	if (f->num == 0 || key >> 32)
 		return -EBADMSG;
 	switch (f->wire) {

@@ -26,6 +26,10 @@
 #include <zlib.h>
 
 #define MAX_INFLATED ((size_t)2 << 30) /* 2 GiB */
+/* The same for the resolved stacks of all samples (frames and keys): a small
+ * file can name a location of many inlined lines, or of a long name, many
+ * times over. */
+#define MAX_STACKS MAX_INFLATED
 
 struct slice {
 	const uint8_t *data;
@@ -43,17 +47,26 @@ struct line {
 };
 
 struct loc {
-	uint64_t id, address;
+	uint64_t id, address, mapping;
 	struct line *lines;
 	size_t nlines;
+	size_t cost; /* bytes one use adds to a stack (loc_cost); 0 until known */
+};
+
+/* Mapping {id = 1, filename = 5}: for naming unsymbolized frames. */
+struct map {
+	uint64_t id;
+	int64_t file;
+	const char *label; /* "[basename]", made when first needed */
 };
 
 struct dec {
 	struct hc_arena *a;
 	struct slice *strs;
 	size_t nstrs, capstrs;
-	struct slice *samples, *locs, *types, *funcs;
+	struct slice *samples, *locs, *types, *funcs, *maps;
 	size_t nsamples, capsamples, nlocs, caplocs, ntypes, captypes, nfuncs, capfuncs;
+	size_t nmaps, capmaps;
 	int64_t *comments;
 	size_t ncomments, capcomments;
 	int64_t period, time_nanos, duration_nanos, default_type;
@@ -61,6 +74,8 @@ struct dec {
 	bool have_period_type;
 	struct func *fv;
 	struct loc *lv;
+	struct map *mv;
+	size_t stack_bytes; /* taken by the samples so far, at most MAX_STACKS */
 	const char *why;
 };
 
@@ -95,6 +110,7 @@ static int decode_top(struct dec *d, const uint8_t *buf, size_t len)
 		switch (f.num) {
 		case 1:
 		case 2:
+		case 3:
 		case 4:
 		case 5:
 		case 6:
@@ -111,6 +127,9 @@ static int decode_top(struct dec *d, const uint8_t *buf, size_t len)
 			break;
 		case 2:
 			push_slice(&d->samples, &d->nsamples, &d->capsamples, &f);
+			break;
+		case 3:
+			push_slice(&d->maps, &d->nmaps, &d->capmaps, &f);
 			break;
 		case 4:
 			push_slice(&d->locs, &d->nlocs, &d->caplocs, &f);
@@ -142,7 +161,7 @@ static int decode_top(struct dec *d, const uint8_t *buf, size_t len)
 			d->default_type = (int64_t)f.v;
 			break;
 		default:
-			break; /* mapping, drop_frames, keep_frames, doc_url, unknown */
+			break; /* drop_frames, keep_frames, doc_url, unknown */
 		}
 	}
 	return r == 0 ? 0 : fail(d, "bad protobuf encoding");
@@ -246,14 +265,19 @@ static int decode_locs(struct dec *d)
 		while ((r = hc_pb_next(&c, &f)) == 1) {
 			if (f.num == 1) {
 				l->id = f.v;
+			} else if (f.num == 2) {
+				l->mapping = f.v;
 			} else if (f.num == 3) {
 				l->address = f.v;
 			} else if (f.num == 4 && f.wire == HC_PB_LEN) {
 				hc_grow(&l->lines, &cap, l->nlines + 1, sizeof(*l->lines));
 				struct line *ln = &l->lines[l->nlines++];
 				*ln = (struct line){0, 0};
-				if (decode_line(d, (struct slice){f.data, f.len}, ln) != 0)
-					return -EBADMSG;
+				/* Out of the loop: l->lines goes to the arena below. */
+				if (decode_line(d, (struct slice){f.data, f.len}, ln) != 0) {
+					r = -EBADMSG;
+					break;
+				}
 			}
 		}
 		hc_arena_adopt(d->a, l->lines);
@@ -269,6 +293,57 @@ static int decode_locs(struct dec *d)
 	return 0;
 }
 
+static int cmp_map(const void *a, const void *b)
+{
+	uint64_t x = ((const struct map *)a)->id, y = ((const struct map *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+static int decode_maps(struct dec *d)
+{
+	d->mv = hc_arena_alloc(d->a, (d->nmaps + 1) * sizeof(*d->mv));
+	for (size_t i = 0; i < d->nmaps; i++) {
+		struct hc_pb c = {d->maps[i].data, d->maps[i].data + d->maps[i].len};
+		struct hc_pb_field f;
+		int r;
+		struct map *m = &d->mv[i];
+		while ((r = hc_pb_next(&c, &f)) == 1) {
+			if (f.num == 1)
+				m->id = f.v;
+			else if (f.num == 5)
+				m->file = (int64_t)f.v;
+		}
+		const char *s;
+		if (r != 0 || !str(d, m->file, &s))
+			return fail(d, "bad mapping");
+	}
+	qsort(d->mv, d->nmaps, sizeof(*d->mv), cmp_map);
+	return 0;
+}
+
+/* What pprof -top shows for a frame without a function name (it aggregates
+ * them by object file): "[basename of the mapping's file]", else "<unknown>". */
+static const char *unsymbolized(struct dec *d, uint64_t mapping)
+{
+	struct map key = {.id = mapping}, *m = NULL;
+	if (mapping)
+		m = bsearch(&key, d->mv, d->nmaps, sizeof(*d->mv), cmp_map);
+	const char *file;
+	if (!m || !str(d, m->file, &file) || !file[0])
+		return "<unknown>";
+	if (!m->label) {
+		const char *base = strrchr(file, '/');
+		base = base ? base + 1 : file;
+		size_t n = strlen(base);
+		char *l = hc_arena_alloc(d->a, n + 3);
+		l[0] = '[';
+		memcpy(l + 1, base, n);
+		l[n + 1] = ']';
+		m->label = l;
+	}
+	return m->label;
+}
+
 static const struct func *find_func(struct dec *d, uint64_t id)
 {
 	struct func key = {.id = id};
@@ -277,12 +352,29 @@ static const struct func *find_func(struct dec *d, uint64_t id)
 	return bsearch(&key, d->fv, d->nfuncs, sizeof(*d->fv), cmp_func);
 }
 
-static const struct loc *find_loc(struct dec *d, uint64_t id)
+static struct loc *find_loc(struct dec *d, uint64_t id)
 {
 	struct loc key = {.id = id};
 	if (id >= 1 && id <= d->nlocs && d->lv[id - 1].id == id)
 		return &d->lv[id - 1];
 	return bsearch(&key, d->lv, d->nlocs, sizeof(*d->lv), cmp_loc);
+}
+
+/* What one use of a location adds to a sample's stack: its frames, their
+ * names in the key, and a "0x<addr>" name when unsymbolized. A missing
+ * function is left to decode_sample to report. */
+static size_t loc_cost(struct dec *d, struct loc *l)
+{
+	if (l->cost)
+		return l->cost;
+	size_t c = 0, nl = l->nlines ? l->nlines : 1;
+	for (size_t j = 0; j < nl && c <= MAX_STACKS; j++) {
+		const struct func *fn = l->nlines ? find_func(d, l->lines[j].func) : NULL;
+		size_t n = fn ? strlen((const char *)d->strs[fn->name].data) : 0;
+		c += sizeof(struct hc_frame) + (n ? n : 2 * 24) + 1;
+	}
+	l->cost = c;
+	return c;
 }
 
 struct u64v {
@@ -361,6 +453,19 @@ static int decode_sample(struct dec *d, struct slice s, struct hc_sample *out, s
 	out->labels = labels;
 	out->nlabels = nlabels;
 
+	/* What the stack will take, before taking it. */
+	size_t need = 0;
+	for (size_t i = 0; i < locs.n; i++) {
+		struct loc *l = find_loc(d, locs.v[i]);
+		if (l)
+			need += loc_cost(d, l);
+		if (need > MAX_STACKS - d->stack_bytes) {
+			free(locs.v);
+			return fail(d, "the stacks take more than 2 GiB");
+		}
+	}
+	d->stack_bytes += need;
+
 	/* Frames: each location's lines, innermost inline first. */
 	size_t nframes = 0, cap = 0;
 	struct hc_frame *frames = NULL;
@@ -397,6 +502,9 @@ static int decode_sample(struct dec *d, struct slice s, struct hc_sample *out, s
 				char hex[24];
 				snprintf(hex, sizeof(hex), "0x%" PRIx64, l->address);
 				fr->name = hc_arena_strndup(d->a, hex, strlen(hex));
+				fr->func = unsymbolized(d, l->mapping);
+			} else {
+				fr->func = fr->name;
 			}
 			keylen += strlen(fr->name) + 1;
 		}
@@ -627,7 +735,7 @@ struct hc_prof *hc_prof_parse(const uint8_t *data, size_t len, const char *path,
 	for (size_t i = 0; i < d.ncomments; i++)
 		if (!str(&d, d.comments[i], (const char **)&p->comments[i]))
 			goto bad;
-	if (decode_funcs(&d) != 0 || decode_locs(&d) != 0)
+	if (decode_funcs(&d) != 0 || decode_locs(&d) != 0 || decode_maps(&d) != 0)
 		goto bad;
 	p->samples = hc_arena_alloc(&a, (d.nsamples + 1) * sizeof(*p->samples));
 	p->nsamples = d.nsamples;
@@ -646,6 +754,7 @@ struct hc_prof *hc_prof_parse(const uint8_t *data, size_t len, const char *path,
 	free(d.locs);
 	free(d.types);
 	free(d.funcs);
+	free(d.maps);
 	free(d.comments);
 	struct hc_arena *keep = hc_xmalloc(sizeof(*keep));
 	*keep = a;
@@ -659,6 +768,7 @@ bad:
 	free(d.locs);
 	free(d.types);
 	free(d.funcs);
+	free(d.maps);
 	free(d.comments);
 	hc_arena_free(&a);
 	return NULL;
@@ -728,12 +838,14 @@ int hc_prof_type(const struct hc_prof *p, const char *name)
 
 int64_t hc_prof_total(const struct hc_prof *p, int type)
 {
-	int64_t t = 0;
-	if (type < 0)
+	/* Summed as unsigned: a file's values may be anything, and a signed sum
+	 * that overflows is undefined behaviour. */
+	uint64_t t = 0;
+	if (type < 0 || (size_t)type >= p->ntypes)
 		return 0;
 	for (size_t i = 0; i < p->nsamples; i++)
-		t += p->samples[i].values[type];
-	return t;
+		t += (uint64_t)p->samples[i].values[type];
+	return (int64_t)t;
 }
 
 const char *hc_sample_label(const struct hc_sample *s, const char *key)

@@ -19,6 +19,8 @@
 /* One frame of a resolved stack. */
 struct hc_frame {
 	const char *name; /* function name, or "0x<addr>" when unsymbolized */
+	const char *func; /* as pprof -top groups frames: name, or "[object file]" or
+	                     "<unknown>" when unsymbolized */
 	const char *file; /* source file or "" */
 	int64_t line;     /* 0 when unknown */
 	uint64_t address;

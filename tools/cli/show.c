@@ -5,7 +5,9 @@
  * top and diff count the way `pprof -top` does at its default granularity
  * (functions): a sample's value is flat for the function of its leaf frame
  * (the innermost inlined one) and cumulative, once, for every function on
- * its stack; rows are ordered by |flat|, then name, then |cum|. So the
+ * its stack; rows are ordered by |flat|, then name, then |cum|. Frames
+ * without a function name count under their object file ("[libfoo.so]"),
+ * and rows whose flat and cum are both 0 are left out, as pprof does. So the
  * numbers can be checked against `go tool pprof -top` value for value.
  * diff also compares whole stacks and says which changes stand out of the
  * sampling noise (trend.h), which a plain subtraction cannot.
@@ -62,9 +64,9 @@ static void fn_add(struct fn_table *t, const struct hc_sample *s, double v)
 	t->stamp++;
 	if (s->nframes == 0)
 		return;
-	fn_get(t, s->frames[0].name)->flat += v;
+	fn_get(t, s->frames[0].func)->flat += v;
 	for (size_t i = 0; i < s->nframes; i++) {
-		struct fn_row *r = fn_get(t, s->frames[i].name);
+		struct fn_row *r = fn_get(t, s->frames[i].func);
 		if (r->seen != t->stamp) {
 			r->seen = t->stamp;
 			r->cum += v;
@@ -85,13 +87,17 @@ static int fn_order(const void *a, const void *b)
 	return 0;
 }
 
-static struct fn_row **fn_sorted(struct fn_table *t)
+/* The rows to show, sorted; *n gets their number. As in pprof, a function
+ * whose flat and cum are both 0 (a diff where they cancel) is left out. */
+static struct fn_row **fn_sorted(struct fn_table *t, size_t *n)
 {
 	struct fn_row **l = hc_xcalloc(t->n + 1, sizeof(*l));
 	size_t i = 0;
 	for (struct fn_row *r = t->map; r; r = r->hh.next)
-		l[i++] = r;
+		if (r->flat != 0 || r->cum != 0)
+			l[i++] = r;
 	qsort(l, i, sizeof(*l), fn_order);
+	*n = i;
 	return l;
 }
 
@@ -351,7 +357,8 @@ int hc_cmd_top(int argc, char **argv)
 		total += v;
 		fn_add(&ft, &p->samples[i], v);
 	}
-	struct fn_row **rows = fn_sorted(&ft);
+	size_t nrows;
+	struct fn_row **rows = fn_sorted(&ft, &nrows);
 	if (t.json) {
 		struct hc_json j;
 		hc_json_init(&j, stdout);
@@ -365,12 +372,12 @@ int hc_cmd_top(int argc, char **argv)
 		hc_json_key(&j, "total");
 		hc_json_num(&j, total);
 		json_figures(&j, p);
-		json_rows(&j, rows, ft.n, t.n);
+		json_rows(&j, rows, nrows, t.n);
 		hc_json_obj_end(&j);
 		hc_json_end(&j);
 	} else {
 		print_figures(stdout, p);
-		print_rows(stdout, rows, ft.n, t.n, total, p->units[ti], p->types[ti]);
+		print_rows(stdout, rows, nrows, t.n, total, p->units[ti], p->types[ti]);
 	}
 	free(rows);
 	fn_free(&ft);
@@ -508,7 +515,8 @@ int hc_cmd_diff(int argc, char **argv)
 	}
 	for (size_t i = 0; i < a->nsamples; i++)
 		fn_add(&ft, &a->samples[i], -(double)a->samples[i].values[ta]);
-	struct fn_row **rows = fn_sorted(&ft);
+	size_t nrows;
+	struct fn_row **rows = fn_sorted(&ft, &nrows);
 
 	/* Stacks, with the noise of each change. */
 	double rate = (double)(b->period > a->period ? b->period : a->period);
@@ -563,7 +571,7 @@ int hc_cmd_diff(int argc, char **argv)
 		hc_json_str(&j, unit);
 		hc_json_key(&j, "total");
 		hc_json_num(&j, total);
-		json_rows(&j, rows, ft.n, t.n);
+		json_rows(&j, rows, nrows, t.n);
 		hc_json_key(&j, "stacks");
 		hc_json_arr(&j);
 		for (size_t i = 0; i < shown; i++) {
@@ -596,7 +604,7 @@ int hc_cmd_diff(int argc, char **argv)
 		print_figures(stdout, a);
 		printf("New:  ");
 		print_figures(stdout, b);
-		print_rows(stdout, rows, ft.n, t.n, total, unit, b->types[tb]);
+		print_rows(stdout, rows, nrows, t.n, total, unit, b->types[tb]);
 		printf("\nStacks that changed most (%zu of %zu changes stand out of the sampling "
 		       "noise, |z| >= 3):\n",
 		       nsig, tab.n);
