@@ -12,6 +12,7 @@ HEAPTAP_PACKAGES=(
 	protobuf-compiler golang-github-google-pprof-dev  # protoc + profile.proto (test oracle)
 	golang-go                               # go tool pprof (reading profiles, test oracle)
 	python3 procps                          # integration tests, demo
+	chromium                                # headless browser: the heaptap report page test
 )
 
 ht_missing_packages() {

@@ -14,6 +14,8 @@ int hc_cmd_top(int argc, char **argv);
 int hc_cmd_threads(int argc, char **argv);
 int hc_cmd_diff(int argc, char **argv);
 int hc_cmd_leaks(int argc, char **argv);
+/* `heaptap report FILE... -o OUT.html` (report.c): one self-contained page. */
+int hc_cmd_report(int argc, char **argv);
 
 /* The analysis behind `heaptap leaks`, for the command and the report:
  * JSON to jout and/or text to tout (either may be NULL). Returns the exit

@@ -39,6 +39,7 @@ static void usage(FILE *o)
 	        "       heaptap threads FILE [-n N] [--json]\n"
 	        "       heaptap diff BASE FILE [-n N] [--sample TYPE] [--json]\n"
 	        "       heaptap leaks [--json] [-n N] [--min-growth BYTES] [--fail-on LIST] FILE...\n"
+	        "       heaptap report -o OUT.html [--min-growth BYTES] [--max-nodes N] FILE...\n"
 	        "       heaptap --version | --help\n"
 	        "\n"
 	        "heaptap run options (each sets the HEAPTAP_* variable of the same name):\n"
@@ -55,8 +56,10 @@ static void usage(FILE *o)
 	        "figures. threads: live threads by creation stack. diff: what grew and shrank,\n"
 	        "with each change's significance. leaks: from a series of dumps of one process,\n"
 	        "whether memory or threads leak, the allocator keeps freed memory, or growth\n"
-	        "levels off. Exit status: 0 nothing found, 1 a leak (or failure), 2 usage or an\n"
-	        "unreadable file.\n");
+	        "levels off. report: one self-contained HTML page for the series (the leaks\n"
+	        "verdict, a chart over time, flame graphs) that opens offline. Exit status: 0\n"
+	        "nothing found (report: the page is written), 1 a leak (or failure), 2 usage or\n"
+	        "an unreadable file.\n");
 }
 
 int hc_parse_size(const char *s, double *out)
@@ -450,6 +453,8 @@ int main(int argc, char **argv)
 		return hc_cmd_diff(argc, argv);
 	if (!strcmp(cmd, "leaks"))
 		return hc_cmd_leaks(argc, argv);
+	if (!strcmp(cmd, "report"))
+		return hc_cmd_report(argc, argv);
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("heaptap %s\n", HC_VERSION);
 		return 0;
