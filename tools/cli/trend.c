@@ -301,7 +301,9 @@ void hc_stack_classify(const struct hc_window *win, const double *t, const doubl
 		double s = sqrt(in->c * (fabs(tr[0]) + fabs(tr[nt - 1])));
 		size_t dec;
 		double gm = hc_gamma(tr, NULL, nt, in->c, floor, &dec);
-		if (zscore(g, s) >= zmin && g >= o->min_growth && gm >= 0.6) {
+		/* Troughs carry the dump's phase in the cycle on top of the
+		 * sampling noise, so they must rise without exception. */
+		if (zscore(g, s) >= zmin && g >= o->min_growth && gm >= 0.8) {
 			out->cls = HC_LEAKING;
 			out->growth = g;
 			out->sigma = s;
