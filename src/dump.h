@@ -51,6 +51,8 @@ struct ht_dump_want {
 	int64_t base_time;
 	size_t max_samples; /* 0: no cap */
 };
+/* Records in a ?debug=1 heap text (the heaviest in-use first). */
+#define HT_DUMP_TEXT_MAX 2000
 /* One profile into out, as a dump would make it. 0 or a negative errno. */
 int ht_dump_build(const struct ht_dump_want *w, struct ht_buf *out);
 /* The heap rows now (ht_mem; free with ht_mem_free) and the wall clock. */

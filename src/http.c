@@ -71,7 +71,6 @@ static struct {
 	bool valid;
 } cache[3][2];
 
-
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -502,6 +501,15 @@ static void route(struct conn *c, const char *method, char *target, const char *
 		fail(c, 400, "seconds and debug params are incompatible", head);
 		return;
 	}
+	/* Windows may last minutes: at most half the slots wait in one, so
+	 * other scrapes are still answered. */
+	int waiting = 0;
+	for (int i = 0; i < HT_HTTP_MAX_CONN; i++)
+		waiting += conns[i].state == C_WAIT;
+	if (waiting >= HT_HTTP_MAX_CONN / 2) {
+		fail(c, 503, "too many ?seconds= profiles under way; retry", head);
+		return;
+	}
 	if (ht_serve_snap_take(&c->snap) != 0) {
 		fail(c, 500, "failed to collect profile", head);
 		return;
@@ -518,13 +526,19 @@ static bool parse(struct conn *c)
 {
 	char *buf = c->in;
 	buf[c->inlen] = 0;
-	char *end = strstr(buf, "\r\n\r\n");
+	/* memmem, not strstr: a NUL byte would hide the end of the headers and
+	 * hold the connection until its deadline. */
+	char *end = memmem(buf, c->inlen, "\r\n\r\n", 4);
 	size_t hlen;
 	if (end) {
 		hlen = (size_t)(end - buf) + 4;
-	} else if ((end = strstr(buf, "\n\n"))) {
+	} else if ((end = memmem(buf, c->inlen, "\n\n", 2))) {
 		hlen = (size_t)(end - buf) + 2;
 	} else {
+		if (memchr(buf, 0, c->inlen)) {
+			fail(c, 400, "malformed request line", false);
+			return true;
+		}
 		if (c->inlen >= HT_HTTP_MAX_HEADER) {
 			fail(c, 431, "request header fields too large", false);
 			return true;
@@ -533,6 +547,11 @@ static bool parse(struct conn *c)
 	}
 	if (hlen > HT_HTTP_MAX_HEADER) {
 		fail(c, 431, "request header fields too large", false);
+		return true;
+	}
+	/* No NUL in a request line or header (the parsing below is C strings). */
+	if (memchr(buf, 0, hlen)) {
+		fail(c, 400, "malformed request line", false);
 		return true;
 	}
 	/* Request line: METHOD SP TARGET SP HTTP/1.x */
@@ -714,9 +733,18 @@ static void do_accept(void)
 			static const char busy[] =
 			        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
 			        "charset=utf-8\r\nContent-Length: 39\r\nConnection: close\r\n"
+			        "X-Content-Type-Options: nosniff\r\n"
 			        "X-Go-Pprof: 1\r\n\r\ntoo many connections to heaptap; retry\n";
 			ssize_t r = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-			(void)r;
+			/* FIN before close, and the request that came with the
+			 * connection read away: a close with unread data sends a
+			 * reset in place of the FIN, and the client then reports
+			 * "connection reset" rather than the 503 it was sent. */
+			shutdown(fd, SHUT_WR);
+			char junk[1024];
+			for (int i = 0; i < 8 && r > 0; i++)
+				if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+					break;
 			close(fd);
 			continue;
 		}
@@ -780,6 +808,15 @@ void ht_http_service(const struct pollfd *fds, int n)
 			conn_close(c); /* the response did not leave in time */
 		}
 	}
+	/* A cached body is dropped once it has expired, not kept until the next
+	 * request of its kind: the ?debug=1 text of a program with thousands of
+	 * deep stacks runs to tens of MB. */
+	for (int k = 0; k < 3; k++)
+		for (int d = 0; d < 2; d++)
+			if (cache[k][d].valid && now - cache[k][d].built >= HT_HTTP_CACHE_MS) {
+				ht_buf_free(&cache[k][d].body);
+				cache[k][d].valid = false;
+			}
 	if (n > 0 && (fds[0].revents & POLLIN))
 		do_accept();
 }

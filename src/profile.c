@@ -969,8 +969,9 @@ int ht_profile_threads_text(const struct ht_profile_input *in, struct ht_profile
 		const struct ht_thread_row *r = &in->threads[i];
 		tprintf(out, &err, "%lld", (long long)r->count);
 		if (r->depth == 0) {
+			/* pprof's legacy reader wants an address on every record. */
 			char buf[64];
-			tprintf(out, &err, " @\n# %s%s%s\n\n",
+			tprintf(out, &err, " @ 0x0\n# %s%s%s\n\n",
 			        thread_root(r->label, buf, sizeof(buf)), r->state ? " state=" : "",
 			        r->state ? r->state : "");
 			continue;
