@@ -8,10 +8,10 @@
  *    not given back after its peak. A stack whose series is a sawtooth (two
  *    or more significant drops) is judged on its troughs instead, and only
  *    with three or more of them.
+ *  - TRANSIENT: it rose significantly and gave back most of it (or shrank).
  *  - LEVELS OFF: it grew significantly in the early half of the load, and
  *    the late half grew significantly less than the early half's pace
  *    predicts (a warm-up, a cache with a cap).
- *  - TRANSIENT: it rose significantly and gave back most of it (or shrank).
  *  - WARM-UP: it grew before the window and not in it.
  *  - NOISE: nothing above the sampling noise.
  * Why those tests: a single two-point difference cannot tell a leak from a
@@ -327,17 +327,17 @@ void hc_stack_classify(const struct hc_window *win, const double *t, const doubl
 		snprintf(out->reason, sizeof(out->reason), "grows steadily");
 		return;
 	}
+	if ((rose && back >= 0.75) || (out->z <= -zmin && -out->growth >= o->min_growth)) {
+		out->cls = HC_TRANSIENT;
+		snprintf(out->reason, sizeof(out->reason), "rose %s and gave it back",
+		         hc_fmt_bytes(gb, sizeof(gb), rise));
+		return;
+	}
 	if (flattened) {
 		out->cls = HC_LEVELS_OFF;
 		snprintf(out->reason, sizeof(out->reason),
 		         "grew %s in the early half of the load, then leveled off",
 		         hc_fmt_bytes(gb, sizeof(gb), out->early));
-		return;
-	}
-	if ((rose && back >= 0.75) || (out->z <= -zmin && -out->growth >= o->min_growth)) {
-		out->cls = HC_TRANSIENT;
-		snprintf(out->reason, sizeof(out->reason), "rose %s and gave it back",
-		         hc_fmt_bytes(gb, sizeof(gb), rise));
 		return;
 	}
 	if (zw >= zmin && out->warmup >= o->min_growth) {
