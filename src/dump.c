@@ -164,6 +164,7 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	         (unsigned long long)atomic_load(&ht_core.dropped_samples),
 	         (unsigned long long)atomic_load(&ht_core.dropped_events),
 	         (unsigned long long)tot.overflow_samples);
+	ht_unwind_comment(s->text[k++], sizeof(s->text[0]));
 	snprintf(s->text[k++], sizeof(s->text[0]), "small_stack_samples=%llu busy_resets=%llu",
 	         (unsigned long long)atomic_load(&ht_core.small_stack_samples),
 	         (unsigned long long)atomic_load(&ht_core.busy_resets));
@@ -396,6 +397,14 @@ static int cmp_weight(const void *a, const void *b)
 	return wx > wy ? -1 : wx < wy;
 }
 
+static int cmp_inuse(const void *a, const void *b)
+{
+	const struct ht_heap_row *x = a, *y = b;
+	if (x->inuse_bytes != y->inuse_bytes)
+		return x->inuse_bytes > y->inuse_bytes ? -1 : 1;
+	return x->alloc_bytes > y->alloc_bytes ? -1 : x->alloc_bytes < y->alloc_bytes;
+}
+
 static int cmp_stack(const void *a, const void *b)
 {
 	uintptr_t x = (uintptr_t)((const struct ht_heap_row *)a)->pcs;
@@ -461,6 +470,16 @@ int ht_dump_build(const struct ht_dump_want *w, struct ht_buf *out)
 		}
 		if (heap)
 			cap_rows(s.heap, &s.nheap, w->max_samples);
+		/* The text form is for reading: the heaviest in-use first, as
+		 * Go sorts it, and a bounded number of records. */
+		size_t text_left = 0;
+		if (heap && w->text) {
+			qsort(s.heap, s.nheap, sizeof(*s.heap), cmp_inuse);
+			if (s.nheap > HT_DUMP_TEXT_MAX) {
+				text_left = s.nheap - HT_DUMP_TEXT_MAX;
+				s.nheap = HT_DUMP_TEXT_MAX;
+			}
+		}
 		struct ht_profile_input in;
 		input_from(&in, &s);
 		in.default_type = w->default_type;
@@ -469,12 +488,21 @@ int ht_dump_build(const struct ht_dump_want *w, struct ht_buf *out)
 		struct ht_profile_ctx *ctx = NULL;
 		r = ht_profile_ctx_open(&ctx, &in);
 		if (r == 0) {
-			if (w->text)
-				r = heap ? ht_profile_heap_text(&in, ctx, out)
-				         : ht_profile_threads_text(&in, ctx, out);
-			else
+			if (!w->text)
 				r = heap ? ht_profile_heap(&in, ctx, out)
 				         : ht_profile_threads(&in, ctx, out);
+			else
+				r = heap ? ht_profile_heap_text(&in, ctx, out)
+				         : ht_profile_threads_text(&in, ctx, out);
+			if (r == 0 && w->text && text_left) {
+				char note[128];
+				int n = snprintf(
+				        note, sizeof(note),
+				        "# %zu lighter records left out (the proto form has "
+				        "them all)\n",
+				        text_left);
+				r = ht_buf_append(out, note, (size_t)n);
+			}
 		}
 		ht_profile_ctx_close(ctx);
 		snapshot_free(&s);

@@ -3,14 +3,16 @@
  *
  * libunwind 1.6 does not watch dlclose on x86-64, so its cached unwind info
  * for an unloaded library would be used for whatever is mapped there next;
- * heaptap flushes it. The list of gone modules is small, rarely written
- * (once per distinct library unloaded) and read once per dump, so a mutex
- * guards it.
+ * heaptap flushes it, and retires the rules of its own unwinder
+ * (fastunwind.c) before and after the unload. The list of gone modules is
+ * small, rarely written (once per distinct library unloaded) and read once
+ * per dump, so a mutex guards it.
  */
 #include "loader.h"
 
 #include "agg.h"
 #include "core.h"
+#include "fastunwind.h"
 #include "mem.h"
 #include "profile.h"
 #include "tls.h"
@@ -70,6 +72,10 @@ void ht_loader_before_dlclose(void *handle)
 	void *volatile h = handle;
 	if (atomic_load(&ht_core.state) != HT_READY || !h || !ht_track_recover(t))
 		return;
+	/* Rules cached from here on are retired again after the call (see
+	 * ht_loader_after_dlclose); this retires those cached so far, so that
+	 * only a capture racing with the unload itself could see a stale one. */
+	ht_fastunwind_forget();
 	int saved = errno;
 	ht_busy_enter(t);
 	struct link_map *lm = NULL;
@@ -94,6 +100,7 @@ void ht_loader_after_dlclose(void)
 		return;
 	int saved = errno;
 	ht_busy_enter(t);
+	ht_fastunwind_forget();
 	ht_unwind_flush();
 	ht_busy_exit(t);
 	errno = saved;

@@ -170,6 +170,7 @@ void ht_options_load(char *(*getenv_fn)(const char *))
 	ht_opt.interval_ms = 0;
 	ht_opt.at_exit = false;
 	ht_opt.depth = HT_DEFAULT_DEPTH;
+	ht_opt.unwind_check = false;
 
 	if ((v = getenv_fn("HEAPTAP_RATE")) && ht_options_parse_rate(v, &ht_opt.rate) != 0)
 		ht_log("HEAPTAP_RATE=\"" QV
@@ -191,6 +192,10 @@ void ht_options_load(char *(*getenv_fn)(const char *))
 	if ((v = getenv_fn("HEAPTAP_DEPTH")) && ht_options_parse_depth(v, &ht_opt.depth) != 0)
 		ht_log("HEAPTAP_DEPTH=\"" QV "\" is not a frame count from 1 to %u; using %u",
 		       QA(v), HT_MAX_DEPTH, HT_DEFAULT_DEPTH);
+
+	if ((v = getenv_fn("HEAPTAP_UNWIND_CHECK")) &&
+	    ht_options_parse_bool(v, &ht_opt.unwind_check) != 0)
+		ht_log("HEAPTAP_UNWIND_CHECK=\"" QV "\" is not 0 or 1; using 0", QA(v));
 
 	ht_opt.http[0] = '\0';
 	if ((v = getenv_fn("HEAPTAP_HTTP")) && *v) {

@@ -23,7 +23,8 @@ struct ht_options {
 	uint64_t interval_ms; /* 0: off */
 	bool at_exit;
 	unsigned depth;
-	char http[128]; /* HEAPTAP_HTTP, "" when off; checked when the listener opens */
+	bool unwind_check; /* HEAPTAP_UNWIND_CHECK: every stack by both unwinders, compared */
+	char http[128];    /* HEAPTAP_HTTP, "" when off; checked when the listener opens */
 };
 
 extern struct ht_options ht_opt;

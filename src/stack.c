@@ -60,6 +60,10 @@ __asm__(".text\n"
 void ht_stack_switch(void (*fn)(void *), void *arg, void *top);
 
 static uintptr_t main_lo, main_hi;
+/* The end of the page holding __libc_stack_end: the main thread's stack is
+ * mapped from its stack pointer up to there at least (main_hi is rounded
+ * further up and may lie past the mapping). */
+static uintptr_t main_mapped_top;
 
 /* At the top of each of heaptap's stacks, above where its stack pointer
  * starts: the pool's link, used while the stack is free, and the link of
@@ -103,6 +107,7 @@ void ht_stack_init(void)
 	uintptr_t top = (uintptr_t)__libc_stack_end;
 	if (!top || getrlimit(RLIMIT_STACK, &rl) != 0)
 		return; /* unknown: heaptap's own stack on the main thread */
+	main_mapped_top = (top | 4095) + 1;
 	/* __libc_stack_end is near the top; the stack may grow to the limit
 	 * below the top of its mapping, a few pages above it at most. Without a
 	 * limit it grows until it meets another mapping: take 64 MiB as known. */
@@ -136,6 +141,29 @@ void ht_stack_note_bounds(struct ht_thread *th)
 bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr)
 {
 	return th->stack_lo && addr > th->stack_lo && addr <= th->stack_hi;
+}
+
+bool ht_stack_read_range(const struct ht_thread *th, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
+{
+	if (!th)
+		return false;
+	uintptr_t base = (uintptr_t)th->own_stack;
+	if (base && sp >= base + GUARD && sp < base + GUARD + OWN_SIZE) {
+		*lo = sp;
+		*hi = base + GUARD + OWN_SIZE;
+		return true;
+	}
+	if (!th->stack_lo || sp < th->stack_lo || sp >= th->stack_hi)
+		return false;
+	*lo = sp;
+	*hi = th->stack_hi;
+	if (th->is_main) {
+		if (sp >= main_mapped_top)
+			return false;
+		if (*hi > main_mapped_top)
+			*hi = main_mapped_top;
+	}
+	return true;
 }
 
 bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr)

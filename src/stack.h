@@ -62,6 +62,12 @@ bool ht_stack_alt(uintptr_t *lo, uintptr_t *hi);
 /* Is addr on th's own stack (heaptap's, not the program's)? */
 bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr);
 
+/* Memory from sp up that is surely mapped, when sp is on th's own stack or
+ * within its noted bounds: [sp, *hi) (the main thread's up to the page
+ * holding __libc_stack_end, where its mapping is known to reach). False
+ * when sp is elsewhere (a signal or fiber stack) or th is NULL. */
+bool ht_stack_read_range(const struct ht_thread *th, uintptr_t sp, uintptr_t *lo, uintptr_t *hi);
+
 /* Is addr within th's noted stack bounds? */
 bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr);
 

@@ -7,6 +7,7 @@
 #include "agg.h"
 #include "hash.h"
 #include "core.h"
+#include "fastunwind.h"
 #include "flusher.h"
 #include "log.h"
 #include "mem.h"
@@ -315,6 +316,7 @@ void ht_thread_reap(void (*drain)(struct ht_thread *))
 				ht_ring_destroy(&th->ring);
 			}
 			ht_stack_release(th);
+			ht_fastunwind_thread_done(th);
 			gone = false;
 		}
 		if (!gone) {
@@ -326,6 +328,7 @@ void ht_thread_reap(void (*drain)(struct ht_thread *))
 			drain(th);
 		atomic_fetch_add_explicit(&ht_core.samples_reaped, th->nsamples,
 		                          memory_order_relaxed);
+		ht_unwind_thread_reaped(th);
 		/* Unlink. Others only ever push at the head. */
 		if (prev) {
 			atomic_store_explicit(&prev->next, next, memory_order_relaxed);
@@ -342,6 +345,7 @@ void ht_thread_reap(void (*drain)(struct ht_thread *))
 		}
 		ht_ring_destroy(&th->ring);
 		ht_stack_release(th);
+		ht_fastunwind_thread_done(th);
 		ht_mem_free(th);
 		th = next;
 	}

@@ -48,8 +48,12 @@ struct ht_thread {
 	_Atomic bool settled;         /* joined or detached: nothing holds it once ended */
 	void *own_stack;              /* heaptap's stack for it; NULL until needed */
 	uint64_t stack_hash;
-	uint32_t depth;  /* creation stack depth; 0 unknown */
-	uintptr_t pcs[]; /* creation stack, caller of pthread_create first */
+	/* Stacks taken by heaptap's unwinder and by libunwind (unwind.c):
+	 * written by the thread alone, read for the profile comments. */
+	_Atomic uint64_t unwind_fast, unwind_fallback;
+	void *unwind_prefix; /* its previous stack (fastunwind.c); NULL until needed */
+	uint32_t depth;      /* creation stack depth; 0 unknown */
+	uintptr_t pcs[];     /* creation stack, caller of pthread_create first */
 };
 
 extern struct ht_thread *_Atomic ht_threads;

@@ -1,7 +1,10 @@
 /*
- * unwind.c - stack capture with libunwind. See unwind.h.
+ * unwind.c - stack capture: heaptap's own unwinder first (fastunwind.c),
+ * libunwind for the stacks it leaves, the filtering both share, and the
+ * cross-check of the two (HEAPTAP_UNWIND_CHECK). See unwind.h.
  *
- * It also owns how libunwind checks the memory it reads. libunwind 1.6.2 as
+ * It also owns how libunwind checks the memory it reads (and fastunwind.c
+ * the stack memory outside a thread's known stack). libunwind 1.6.2 as
  * Debian builds it (conservative checks on) validates each new page of stack
  * it reads by write()ing one byte of it into a pipe it opens at start-up and
  * keeps for the life of the process (src/x86_64/Ginit.c, write_validate).
@@ -21,8 +24,12 @@
  */
 #include "unwind.h"
 
+#include "agg.h"
+#include "fastunwind.h"
 #include "log.h"
+#include "mem.h"
 #include "options.h"
+#include "thread.h"
 #include "tls.h"
 
 #include <dlfcn.h>
@@ -30,6 +37,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -75,6 +83,27 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
 /* The linker's bounds of heaptap's own text section (HT_OWN_TEXT). */
 extern const char __start_ht_own_text[] __attribute__((weak, visibility("hidden")));
 extern const char __stop_ht_own_text[] __attribute__((weak, visibility("hidden")));
+
+/* Bounds around all of heaptap's own text (the ranges and the section):
+ * most frames are tested against this alone. */
+static uintptr_t own_min, own_max;
+
+static void note_own_bounds(void)
+{
+	own_min = UINTPTR_MAX;
+	own_max = 0;
+	for (unsigned i = 0; i < own_n; i++) {
+		own_min = own_lo[i] < own_min ? own_lo[i] : own_min;
+		own_max = own_hi[i] > own_max ? own_hi[i] : own_max;
+	}
+	uintptr_t s = (uintptr_t)__start_ht_own_text, e = (uintptr_t)__stop_ht_own_text;
+	if (s < e) {
+		own_min = s < own_min ? s : own_min;
+		own_max = e > own_max ? e : own_max;
+	}
+	if (!own_max)
+		own_min = 0;
+}
 
 static int is_own(uintptr_t ip)
 {
@@ -194,6 +223,11 @@ good:
 	return 0;
 }
 
+int ht_unwind_readable(uintptr_t addr)
+{
+	return probe_page(addr);
+}
+
 /* libunwind's local access_mem, minus the pipe. Every read is checked (the
  * cursor's own "validate" flag is private to libunwind; its conservative
  * build checks every read too), at the cost of one table look-up per page. */
@@ -252,7 +286,8 @@ static void note_frame_cache(struct ht_tls *t)
 
 size_t ht_unwind_cache_bytes(void)
 {
-	return atomic_load_explicit(&frame_caches, memory_order_relaxed) * FRAME_CACHE_BYTES;
+	return atomic_load_explicit(&frame_caches, memory_order_relaxed) * FRAME_CACHE_BYTES +
+	       ht_fastunwind_resident();
 }
 
 void ht_unwind_atfork_child(void)
@@ -282,6 +317,8 @@ void ht_unwind_init(void)
 	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 	own_n = 0;
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)&ht_unwind_init);
+	note_own_bounds();
+	ht_fastunwind_init();
 	if (pthread_key_create(&cache_key, frame_cache_gone) == 0)
 		atomic_store_explicit(&cache_key_made, true, memory_order_release);
 	/* The first unwind sets up libunwind's state; do it now, inside
@@ -319,16 +356,49 @@ __attribute__((noinline)) static int step_backtrace(void **buf, int max)
 	return n;
 }
 
-unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact)
+/* What is kept of a raw stack buf[0..n) whose first frame of the program
+ * is buf[start]: C++'s operator new frames are cut from the leaf, heaptap's
+ * own frames further up are left out too (its pthread_create wrapper under
+ * glibc's own allocations for a new thread, its thread trampoline at the
+ * root of every thread it started), at most max frames, moved down to
+ * out[0]. The same for both unwinders, so they give the same stacks. */
+static unsigned keep(uintptr_t *buf, int n, int start, unsigned max)
+{
+	while (start < n && is_allocator(buf[start]))
+		start++;
+	unsigned d = 0;
+	int i = start;
+	if (start == 0) {
+		/* Nothing moves until the first frame to leave out: the usual
+		 * stack (none at all) is only scanned. */
+		int lim = n < (int)max ? n : (int)max;
+		uintptr_t span = own_max - own_min;
+		while (i < lim && buf[i] && buf[i] - 1 - own_min >= span)
+			i++;
+		d = (unsigned)i;
+	}
+	for (; i < n && d < max; i++) {
+		uintptr_t pc = buf[i];
+		if (!pc)
+			break;
+		if (is_own(pc))
+			continue;
+		buf[d++] = pc;
+	}
+	return d;
+}
+
+/* The stack as libunwind gives it, as heaptap has always taken it. Inlined
+ * into ht_unwind_capture, so that its backtrace starts from that same frame
+ * (fastunwind.c counts heaptap's frames below ra the same way). */
+static inline __attribute__((always_inline)) unsigned
+libunwind_capture(struct ht_tls *t, uintptr_t *out, unsigned max, uintptr_t ra, bool exact)
 {
 	/* Unwound straight into out (no second buffer: this runs on whatever
 	 * stack the allocation was made on, a small sigaltstack or fiber stack
 	 * included), then moved down over heaptap's own frames. */
 	void **buf = (void **)out;
-	if (max > HT_MAX_DEPTH)
-		max = HT_MAX_DEPTH;
 	int n;
-	struct ht_tls *t = &ht_tls;
 	if (t->unwinds < HT_UNWIND_STEPPED && !exact) {
 		t->unwinds++;
 		n = step_backtrace(buf, (int)(max + HT_UNWIND_SLACK));
@@ -352,18 +422,153 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exac
 		while (start < n && is_own((uintptr_t)buf[start]))
 			start++;
 	}
-	while (start < n && is_allocator((uintptr_t)buf[start]))
-		start++;
-	/* heaptap's frames further up are left out too: its pthread_create
-	 * wrapper under glibc's own allocations for a new thread, its thread
-	 * trampoline at the root of every thread it started. */
-	unsigned d = 0;
-	for (int i = start; i < n && d < max; i++) {
-		if (!buf[i])
-			break;
-		if (is_own((uintptr_t)buf[i]))
-			continue;
-		out[d++] = (uintptr_t)buf[i];
+	return keep(out, n, start, max);
+}
+
+/* ------------------------------------------------ counts and the check */
+
+/* Captures taken by each unwinder: per thread (struct ht_thread, written
+ * by the thread alone, so no shared cache line per sample), plus those of
+ * threads gone and of captures made with no record. Mismatches are rare:
+ * one shared counter. */
+static _Atomic uint64_t fast_other, fallback_other, mismatches;
+static atomic_bool mismatch_told;
+
+static void count(struct ht_thread *th, bool fast)
+{
+	if (th) {
+		/* A load and a store, not an atomic add: nobody else writes it. */
+		_Atomic uint64_t *c = fast ? &th->unwind_fast : &th->unwind_fallback;
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+		                      memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(fast ? &fast_other : &fallback_other, 1,
+		                          memory_order_relaxed);
+	}
+}
+
+void ht_unwind_thread_reaped(const struct ht_thread *th)
+{
+	atomic_fetch_add_explicit(&fast_other, atomic_load(&th->unwind_fast), memory_order_relaxed);
+	atomic_fetch_add_explicit(&fallback_other, atomic_load(&th->unwind_fallback),
+	                          memory_order_relaxed);
+}
+
+void ht_unwind_comment(char *buf, size_t size)
+{
+	uint64_t fast = 0, fallback = 0;
+	/* The registry's records stay alive under the aggregation lock. */
+	ht_agg_lock();
+	for (struct ht_thread *th = atomic_load(&ht_threads); th; th = atomic_load(&th->next)) {
+		fast += atomic_load_explicit(&th->unwind_fast, memory_order_relaxed);
+		fallback += atomic_load_explicit(&th->unwind_fallback, memory_order_relaxed);
+	}
+	fast += atomic_load(&fast_other);
+	fallback += atomic_load(&fallback_other);
+	ht_agg_unlock();
+	snprintf(buf, size, "unwind_fast=%llu unwind_fallback=%llu unwind_mismatches=%llu",
+	         (unsigned long long)fast, (unsigned long long)fallback,
+	         (unsigned long long)atomic_load(&mismatches));
+}
+
+/* Text into a fixed buffer without stdio (this runs inside a malloc):
+ * appends what fits, always leaves it terminated. */
+struct text {
+	char *p;
+	size_t used, room;
+};
+
+static void put_str(struct text *x, const char *s, size_t max)
+{
+	for (size_t i = 0; i < max && s[i] && x->used + 1 < x->room; i++)
+		x->p[x->used++] = s[i];
+	x->p[x->used] = '\0';
+}
+
+static void put_hex(struct text *x, uintptr_t v)
+{
+	char d[2 + 16];
+	unsigned n = sizeof(d);
+	do {
+		d[--n] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	d[--n] = 'x';
+	d[--n] = '0';
+	put_str(x, d + n, sizeof(d) - n);
+}
+
+/* One frame as " module+0xoffset" (the offset from the module's load bias,
+ * what addr2line and eu-addr2line take), through _dl_find_object: no lock. */
+static void put_frame(struct text *x, uintptr_t pc)
+{
+	struct dl_find_object o;
+	put_str(x, " ", 1);
+	if (pc > 1 && _dl_find_object((void *)(pc - 1), &o) == 0 && o.dlfo_link_map) {
+		const char *name = o.dlfo_link_map->l_name, *slash;
+		if (!name || !*name)
+			name = "exe";
+		else if ((slash = strrchr(name, '/')))
+			name = slash + 1;
+		put_str(x, name, 40);
+		put_str(x, "+", 1);
+		put_hex(x, pc - o.dlfo_link_map->l_addr);
+	} else {
+		put_hex(x, pc);
+	}
+}
+
+static void put_stack(char *buf, size_t room, const uintptr_t *pcs, unsigned n, unsigned from)
+{
+	struct text x = {buf, 0, room};
+	buf[0] = '\0';
+	for (unsigned i = from; i < n; i++)
+		put_frame(&x, pcs[i]);
+}
+
+static void tell_mismatch(const uintptr_t *own, unsigned nown, const uintptr_t *lib, unsigned nlib)
+{
+	uint64_t k = atomic_fetch_add(&mismatches, 1) + 1;
+	if (atomic_exchange(&mismatch_told, true))
+		return;
+	unsigned first = 0;
+	while (first < nown && first < nlib && own[first] == lib[first])
+		first++;
+	/* From the frame before the first difference, as much as one line
+	 * holds of each. */
+	unsigned from = first ? first - 1 : 0;
+	char a[200], b[200];
+	put_stack(a, sizeof(a), own, nown, from);
+	put_stack(b, sizeof(b), lib, nlib, from);
+	ht_log("unwind check: mismatch %llu (only the first is shown) at frame %u of %u/%u; "
+	       "own:%s | libunwind:%s",
+	       (unsigned long long)k, first, nown, nlib, a, b);
+}
+
+unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact)
+{
+	if (max > HT_MAX_DEPTH)
+		max = HT_MAX_DEPTH;
+	struct ht_tls *t = &ht_tls;
+	struct ht_thread *th = t->thr;
+	unsigned lead;
+	int n = ht_fastunwind_walk(out, max + HT_UNWIND_SLACK, ra,
+	                           (uintptr_t)__builtin_frame_address(0), th, &lead);
+	if (n < 0) {
+		/* A frame the walker leaves to libunwind: the whole stack is
+		 * libunwind's, as it always was. */
+		count(th, false);
+		return libunwind_capture(t, out, max, ra, exact);
+	}
+	count(th, true);
+	unsigned d = keep(out, n, 0, max);
+	if (__builtin_expect(ht_opt.unwind_check, 0)) {
+		/* The same stack from libunwind, from this same frame, compared
+		 * frame by frame after the same filtering. */
+		uintptr_t lib[max + HT_UNWIND_SLACK];
+		unsigned dl = libunwind_capture(t, lib, max, ra, exact);
+		if (dl != d || memcmp(lib, out, d * sizeof(uintptr_t)) != 0)
+			tell_mismatch(out, d, lib, dl);
 	}
 	return d;
 }

@@ -1,8 +1,10 @@
 /*
  * unwind.h - call stacks for samples and thread creation, from libunwind.
  *
- * libunwind unwinds with DWARF CFI (.eh_frame), so code built without frame
- * pointers unwinds too. heaptap's own frames are removed by address: the
+ * heaptap's own unwinder (fastunwind.c) takes each stack when it can, and
+ * libunwind the stacks it leaves (signal frames, CFA expressions, code
+ * without unwind info); both unwind with DWARF CFI (.eh_frame), so code
+ * built without frame pointers unwinds too. heaptap's own frames are removed by address: the
  * stack is cut at the return address of the interposed call (what
  * __builtin_return_address(0) gave the wrapper), and, if that is not found,
  * every leading frame inside heaptap's own text is dropped. Never a fixed
@@ -45,11 +47,28 @@ bool ht_unwind_refuses_pipe(void);
  * the program's libraries are loaded (the constructor). */
 void ht_unwind_note_allocators(void);
 
+/* 0 when the page holding addr is readable, else -1: a probe of the
+ * kernel (no fault), remembered for the page until the next dlclose. */
+int ht_unwind_readable(uintptr_t addr);
+
+/* Counts of captures by heaptap's own unwinder and by libunwind, and of
+ * the mismatches HEAPTAP_UNWIND_CHECK found, as one profile comment line
+ * ("unwind_fast=... unwind_fallback=... unwind_mismatches=..."). Takes the
+ * aggregation lock: call without it. */
+void ht_unwind_comment(char *buf, size_t size);
+
+/* A thread record about to be freed (under the aggregation lock): its
+ * counts go to the process's. */
+struct ht_thread;
+void ht_unwind_thread_reaped(const struct ht_thread *th);
+
 /* Forget cached unwind info and known-readable pages (after dlclose). */
 void ht_unwind_flush(void);
 
-/* Bytes of libunwind's frame caches (its own mmaps, all resident) for the
- * threads alive that have one; see unwind.c. */
+/* Resident bytes of the unwinders' caches outside heaptap's allocator:
+ * libunwind's frame caches (its own mmaps, all resident) for the threads
+ * alive that have one, and heaptap's rule cache (fastunwind.c, by mincore).
+ * See unwind.c. */
 size_t ht_unwind_cache_bytes(void);
 
 /* Fork child: only the calling thread's cache is left. */

@@ -131,10 +131,17 @@ class Context:
         return r
 
 
+# HEAPTAP_* variables that configure a whole test run rather than one program, and so
+# pass through: HEAPTAP_UNWIND_CHECK=1 exported runs every test with both unwinders
+# compared (README, "Environment").
+PASS_THROUGH = ("HEAPTAP_UNWIND_CHECK",)
+
+
 def clean_env(extra=None):
-    """The environment without any HEAPTAP_* or LD_PRELOAD, plus extra."""
+    """The environment without any HEAPTAP_* (but PASS_THROUGH) or LD_PRELOAD, plus
+    extra."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HEAPTAP_") and k != "LD_PRELOAD"}
+           if (not k.startswith("HEAPTAP_") or k in PASS_THROUGH) and k != "LD_PRELOAD"}
     if extra:
         for k, v in extra.items():
             if v is None:
