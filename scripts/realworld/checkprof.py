@@ -4,7 +4,9 @@
 Prints one summary ("profiles=N pids=P ok", or what is wrong) and exits 0
 when every heaptap.<pid>.<seq>.{heap,threads}.pb.gz decodes with protoc,
 every dump has both files of its pair, and no temporary file is left; 1
-otherwise. stdlib + protoc only.
+otherwise. With HEAPTAP_UNWIND_CHECK=1 in the environment (the programs ran
+in cross-check mode) every heap profile must also say unwind_mismatches=0,
+and the summary gives the stacks each unwinder took. stdlib + protoc only.
 """
 import gzip
 import os
@@ -26,6 +28,9 @@ def main():
         elif name.startswith(".heaptap.") and name.endswith(".tmp"):
             tmps.append(name)
     can_decode = os.path.exists(os.path.join(proto, "profile.proto"))
+    checking = os.environ.get("HEAPTAP_UNWIND_CHECK") == "1"
+    fast = fallback = mismatches = 0
+    last = {}
     for name in finals:
         try:
             with open(os.path.join(d, name), "rb") as f:
@@ -33,6 +38,18 @@ def main():
         except Exception as e:  # noqa: BLE001
             bad.append("%s: %s" % (name, e))
             continue
+        if checking and name.endswith(".heap.pb.gz"):
+            m = re.search(rb"unwind_fast=(\d+) unwind_fallback=(\d+) unwind_mismatches=(\d+)", raw)
+            if not m:
+                bad.append("%s: no unwind figures" % name)
+            else:
+                # Counters are per process and cumulative: keep each pid's last.
+                fast, fallback = fast + 0, fallback + 0
+                mism = int(m.group(3))
+                if mism:
+                    bad.append("%s: unwind_mismatches=%d" % (name, mism))
+                mismatches = max(mismatches, mism)
+                last[FINAL.match(name).group(1)] = (int(m.group(1)), int(m.group(2)))
         if can_decode:
             r = subprocess.run(["protoc", "--decode", "perftools.profiles.Profile",
                                 "--proto_path", proto, "profile.proto"], input=raw,
@@ -49,8 +66,14 @@ def main():
     if bad or tmps:
         print("profiles=%d BAD %s tmp=%s" % (len(finals), "; ".join(bad[:3]), tmps[:3]))
         return 1
-    print("profiles=%d pids=%d %s" % (len(finals), len(pids),
-                                      "decode-ok" if can_decode else "gunzip-ok"))
+    extra = ""
+    if checking:
+        fast = sum(v[0] for v in last.values())
+        fallback = sum(v[1] for v in last.values())
+        extra = " unwind-check: 0 mismatches, own unwinder %d stacks, libunwind %d" % (
+            fast, fallback)
+    print("profiles=%d pids=%d %s%s" % (len(finals), len(pids),
+                                        "decode-ok" if can_decode else "gunzip-ok", extra))
     return 0
 
 
