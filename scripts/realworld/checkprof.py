@@ -29,7 +29,6 @@ def main():
             tmps.append(name)
     can_decode = os.path.exists(os.path.join(proto, "profile.proto"))
     checking = os.environ.get("HEAPTAP_UNWIND_CHECK") == "1"
-    fast = fallback = mismatches = 0
     last = {}
     for name in finals:
         try:
@@ -38,24 +37,26 @@ def main():
         except Exception as e:  # noqa: BLE001
             bad.append("%s: %s" % (name, e))
             continue
-        if checking and name.endswith(".heap.pb.gz"):
-            m = re.search(rb"unwind_fast=(\d+) unwind_fallback=(\d+) unwind_mismatches=(\d+)", raw)
-            if not m:
-                bad.append("%s: no unwind figures" % name)
-            else:
-                # Counters are per process and cumulative: keep each pid's last.
-                fast, fallback = fast + 0, fallback + 0
-                mism = int(m.group(3))
-                if mism:
-                    bad.append("%s: unwind_mismatches=%d" % (name, mism))
-                mismatches = max(mismatches, mism)
-                last[FINAL.match(name).group(1)] = (int(m.group(1)), int(m.group(2)))
+        text = b""
         if can_decode:
             r = subprocess.run(["protoc", "--decode", "perftools.profiles.Profile",
                                 "--proto_path", proto, "profile.proto"], input=raw,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             if r.returncode != 0:
                 bad.append("%s: protoc: %s" % (name, r.stderr.decode()[:100]))
+            text = r.stdout
+        if checking and name.endswith(".heap.pb.gz") and can_decode:
+            # The figures are one string of the decoded string table.
+            m = re.search(rb'"unwind_fast=(\d+) unwind_fallback=(\d+) unwind_mismatches=(\d+)"',
+                          text)
+            if not m:
+                bad.append("%s: no unwind figures" % name)
+            else:
+                mism = int(m.group(3))
+                if mism:
+                    bad.append("%s: unwind_mismatches=%d" % (name, mism))
+                # Counters are per process and cumulative: keep each pid's last.
+                last[FINAL.match(name).group(1)] = (int(m.group(1)), int(m.group(2)))
     pids = {FINAL.match(n).group(1) for n in finals}
     kinds = {}
     for n in finals:
