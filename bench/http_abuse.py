@@ -11,6 +11,10 @@ interleaved (A B C A B C ...) within one invocation:
                   fetching heap, allocs and threads back to back, 16
                   slow-drip clients, bursts of 200 connections, malformed
                   requests and clients that hang up mid-response
+  decoy-abuse     HEAPTAP_HTTP unset, and the same clients hammer a decoy
+                  server in this script (it answers 503 at once): the load
+                  the clients and the kernel put on the machine, without
+                  heaptap serving. abuse / decoy is what serving costs.
 
 Printed: the median ns per pair of each cell and configuration, and the
 ratio to listener-off (median of per-repetition ratios). After the abuse run
@@ -40,6 +44,43 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+class Decoy:
+    """A listener that answers every request with 503 at once."""
+
+    def __init__(self, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(0.05)
+                try:
+                    c.recv(8192)
+                except OSError:
+                    pass
+                c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                          b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            c.close()
+
+    def close(self):
+        self.stop.set()
+        self.t.join(5)
+        self.sock.close()
 
 
 class Abuser:
@@ -125,8 +166,9 @@ class Abuser:
 def run_once(args, lib, port, config):
     env = dict(os.environ, LD_PRELOAD=lib, HEAPTAP_DIR=args.tmp)
     env.pop("HEAPTAP_HTTP", None)
-    if config != "listener-off":
+    if config.startswith("listener-") and config != "listener-off":
         env["HEAPTAP_HTTP"] = "127.0.0.1:%d" % port
+    decoy = Decoy(port) if config == "decoy-abuse" else None
     argv = [os.path.join(args.build, "bench", "bench_malloc"), str(args.ms), "64,4096", "1"]
     # The application on the first CPUs, the abusing clients on the last one:
     # what is measured is what serving costs the application (heaptap's thread
@@ -134,7 +176,7 @@ def run_once(args, lib, port, config):
     p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          preexec_fn=lambda: os.sched_setaffinity(0, APP_CPUS))
     abuser = None
-    if config == "listener-abuse":
+    if config in ("listener-abuse", "decoy-abuse"):
         # Wait for the listener, then hammer it for the whole run.
         for _ in range(200):
             try:
@@ -148,7 +190,9 @@ def run_once(args, lib, port, config):
     counts = None
     if abuser:
         abuser.finish()
-        counts = abuser.counts
+        counts = abuser.counts if config == "listener-abuse" else None
+    if decoy:
+        decoy.close()
     if p.returncode != 0:
         sys.exit("bench_malloc failed under %s: %s" % (config, err.decode()))
     res = {}
@@ -192,7 +236,7 @@ def main():
     os.sched_setaffinity(0, CLIENT_CPUS)
     os.makedirs(args.tmp, exist_ok=True)
     lib = os.path.join(args.build, "libheaptap.so")
-    configs = ["listener-off", "listener-idle", "listener-abuse"]
+    configs = ["listener-off", "listener-idle", "listener-abuse", "decoy-abuse"]
     data = {c: [] for c in configs}
     counts = []
     for rep in range(args.reps):
@@ -204,15 +248,17 @@ def main():
                 counts.append(cnt)
         print("rep %d done" % (rep + 1), file=sys.stderr)
     cells = sorted(data["listener-off"][0])
-    lines = ["| cell | " + " | ".join(configs) + " | idle / off | abuse / off |",
-             "|---|" + "---|" * (len(configs) + 2)]
+    lines = ["| cell | " + " | ".join(configs) + " | idle / off | abuse / off | abuse / decoy |",
+             "|---|" + "---|" * (len(configs) + 3)]
     for cell in cells:
         med = {c: statistics.median(r[cell] for r in data[c]) for c in configs}
         ratio = {c: statistics.median(data[c][i][cell] / data["listener-off"][i][cell]
                                       for i in range(args.reps)) for c in configs}
-        lines.append("| %s | %s | %.3f | %.3f |" % (
+        vs_decoy = statistics.median(data["listener-abuse"][i][cell] / data["decoy-abuse"][i][cell]
+                                     for i in range(args.reps))
+        lines.append("| %s | %s | %.3f | %.3f | %.3f |" % (
             cell, " | ".join("%.1f ns" % med[c] for c in configs),
-            ratio["listener-idle"], ratio["listener-abuse"]))
+            ratio["listener-idle"], ratio["listener-abuse"], vs_decoy))
     port = free_port()
     answers = still_answers(args, lib, port)
     tot = {k: sum(c[k] for c in counts) for k in ("scrapes", "busy", "errors")}

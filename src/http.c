@@ -43,8 +43,8 @@ struct conn {
 	int state;
 	uint64_t deadline; /* ms, monotonic */
 	uint64_t since;    /* accepted at */
-	char *in;
-	size_t inlen;
+	char *in;          /* slot_in[] of its slot, or a heap buffer once a body needs room */
+	size_t inlen, incap;
 	struct ht_buf out;
 	size_t sent;
 	/* A ?seconds= request waiting for its window to end. */
@@ -60,7 +60,20 @@ static int l_port;
 static struct conn conns[HT_HTTP_MAX_CONN];
 static bool inited;
 
-#define IN_CAP (HT_HTTP_MAX_HEADER + HT_HTTP_MAX_BODY)
+/* Each slot reads its request into its own static buffer: a connection
+ * costs no allocation (a flood of them used to map and unmap 72 KiB each);
+ * only a request body (a POST to symbol) gets a buffer of its size. */
+static char slot_in[HT_HTTP_MAX_CONN][HT_HTTP_MAX_HEADER + 1];
+
+/* Connections are accepted at most HT_HTTP_ACCEPT_RATE a second (bursts of
+ * HT_HTTP_ACCEPT_BURST): a flood waits in the kernel's backlog instead of
+ * keeping heaptap's thread, and the program's CPU, busy. Scrapers make a
+ * few requests a second. */
+#define HT_HTTP_ACCEPT_RATE  400
+#define HT_HTTP_ACCEPT_BURST 32
+static double accept_tokens = HT_HTTP_ACCEPT_BURST;
+static uint64_t accept_refilled;
+static uint64_t accept_paused_until;
 
 /* A profile built less than HT_HTTP_CACHE_MS ago is served again: however
  * many clients ask, heaptap builds each kind at most once per period, so
@@ -227,9 +240,10 @@ static void conn_close(struct conn *c)
 		close(c->fd);
 	c->fd = -1;
 	c->state = C_FREE;
-	ht_mem_free(c->in);
+	if (c->in && (c->in < slot_in[0] || c->in >= slot_in[HT_HTTP_MAX_CONN]))
+		ht_mem_free(c->in);
 	c->in = NULL;
-	c->inlen = 0;
+	c->inlen = c->incap = 0;
 	ht_buf_free(&c->out);
 	c->sent = 0;
 	if (c->snap)
@@ -611,6 +625,18 @@ static bool parse(struct conn *c)
 		fail(c, 413, "request body too large", head);
 		return true;
 	}
+	if (hlen + (size_t)clen > c->incap) {
+		/* Room for the body, in a buffer of its own. */
+		char *big = ht_mem_alloc(hlen + (size_t)clen + 1);
+		if (!big) {
+			fail(c, 503, "out of memory for the request body", head);
+			return true;
+		}
+		memcpy(big, c->in, c->inlen);
+		c->in = big;
+		c->incap = hlen + (size_t)clen;
+		return false;
+	}
 	if (c->inlen < hlen + (size_t)clen)
 		return false; /* the body is still coming */
 	route(c, method, target, buf + hlen, (size_t)clen);
@@ -641,7 +667,10 @@ int ht_http_pollfds(struct pollfd *fds, int *timeout_ms)
 	if (!listener_ours())
 		return 0;
 	uint64_t now = now_ms();
-	fds[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+	bool paused = accept_paused_until > now;
+	fds[n++] = (struct pollfd){.fd = lfd, .events = paused ? 0 : POLLIN};
+	if (paused && (int)(accept_paused_until - now) < *timeout_ms)
+		*timeout_ms = (int)(accept_paused_until - now);
 	for (int i = 0; i < HT_HTTP_MAX_CONN; i++) {
 		struct conn *c = &conns[i];
 		if (c->state == C_FREE)
@@ -658,11 +687,14 @@ int ht_http_pollfds(struct pollfd *fds, int *timeout_ms)
 static void do_read(struct conn *c)
 {
 	for (;;) {
-		if (c->inlen >= IN_CAP) {
-			fail(c, 413, "request too large", false);
+		if (c->inlen >= c->incap) {
+			fail(c, c->incap > HT_HTTP_MAX_HEADER ? 413 : 431,
+			     c->incap > HT_HTTP_MAX_HEADER ? "request too large"
+			                                   : "request header fields too large",
+			     false);
 			return;
 		}
-		ssize_t r = recv(c->fd, c->in + c->inlen, IN_CAP - c->inlen, MSG_DONTWAIT);
+		ssize_t r = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
 		if (r > 0) {
 			c->inlen += (size_t)r;
 			if (parse(c))
@@ -719,10 +751,20 @@ static struct conn *evict_slowest(void)
 static void do_accept(void)
 {
 	/* A bounded number per round, so a flood cannot starve heaptap's work. */
-	for (int k = 0; k < 64; k++) {
+	uint64_t now = now_ms();
+	accept_tokens += (double)(now - accept_refilled) * HT_HTTP_ACCEPT_RATE / 1000.0;
+	if (accept_tokens > HT_HTTP_ACCEPT_BURST)
+		accept_tokens = HT_HTTP_ACCEPT_BURST;
+	accept_refilled = now;
+	for (;;) {
+		if (accept_tokens < 1) {
+			accept_paused_until = now + 1 + (uint64_t)(1000 / HT_HTTP_ACCEPT_RATE);
+			return;
+		}
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
+		accept_tokens -= 1;
 		struct conn *c = NULL;
 		for (int i = 0; i < HT_HTTP_MAX_CONN && !c; i++)
 			if (conns[i].state == C_FREE)
@@ -748,11 +790,8 @@ static void do_accept(void)
 			close(fd);
 			continue;
 		}
-		c->in = ht_mem_alloc(IN_CAP + 1);
-		if (!c->in) {
-			close(fd);
-			continue;
-		}
+		c->in = slot_in[c - conns];
+		c->incap = HT_HTTP_MAX_HEADER;
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->fd = fd;
