@@ -285,6 +285,32 @@ class CompileBench(WallBench):
         return {"compile files=%d" % self.nfiles: wall}, rss, None
 
 
+class LiveBench(Bench):
+    """bench_live: N live blocks of 32-80 B held; what each profiler keeps per
+    live allocation, from the process's own peak RSS (VmHWM: in-process memory
+    only, so heaptrack's out-of-process interpreter and compressor are not
+    counted) minus the same figure without the profiler, divided by N."""
+    unit = "bytes"
+    timing = False
+
+    def __init__(self, e, args, configs, blocks):
+        super().__init__(e, args)
+        self.name, self.configs, self.blocks = "live", configs, blocks
+
+    def run(self, cfg):
+        env, prefix = self.e.config(cfg)
+        argv = prefix + [os.path.join(self.e.benchdir, "bench_live"), str(self.blocks)]
+        out, wall, rss, rc, err = run_measured(argv, env, self.timeout, cwd=self.e.scratch)
+        if rc != 0:
+            return None, rss, "exit %s: %s" % (rc, err.strip()[-300:])
+        res = {}
+        for line in RESULT_RE.findall(out):
+            kv = dict(f.split("=", 1) for f in line.split() if "=" in f)
+            if kv.get("bench") == "live" and "what" in kv:
+                res["live %s blocks=%s" % (kv["what"], kv["blocks"])] = float(kv["value"])
+        return res, rss, None
+
+
 class RedisBench(Bench):
     lower_is_better = False
     unit = "req/s"
@@ -541,6 +567,9 @@ def write_report(path, info, args, configs_used, summaries, dump_runs, cg, error
     w("")
 
     for bname, (rows, rss, own, bench) in summaries.items():
+        if isinstance(bench, LiveBench):
+            write_live(w, rows, rss, bench)
+            continue
         cfgs = list(bench.configs)
         w("## %s (%s, %s)\n" % (bname, bench.unit, "lower is better" if bench.lower_is_better
                                 else "higher is better"))
@@ -617,6 +646,43 @@ def write_report(path, info, args, configs_used, summaries, dump_runs, cg, error
         f.write("\n".join(L) + "\n")
 
 
+def live_per_block(rows, bench, cfg):
+    """Median over repetitions of (peak RSS of cfg - peak RSS of its baseline)
+    / blocks, the baseline being the run without a profiler on the same
+    allocator (none, or tcmalloc for gperftools' profiler), same repetition."""
+    key = "live peak_rss blocks=%d" % bench.blocks
+    base = CONFIG_INFO[cfg][1] or "none"
+    row = rows.get(key, {})
+    if cfg not in row or base not in row:
+        return None
+    per = [(v - b) / bench.blocks for v, b in zip(row[cfg]["vals"], row[base]["vals"])
+           if v is not None and b is not None]
+    return median(per)
+
+
+def write_live(w, rows, rss, bench):
+    w("## Memory per live allocation (bytes, lower is better)\n")
+    w("`bench_live %d`: holds %s live blocks of 32–80 B. Bytes per live allocation = the "
+      "process's peak RSS (VmHWM) with the profiler minus without it, on the same allocator "
+      "(`none`; `tcmalloc` for `gperf-heapprof`), ÷ the blocks; median over repetitions of the "
+      "per-repetition difference. heaptrack's interpreter runs in another process and is not "
+      "counted (`-r` records to a file). heaptap's own figure: `heaptap_stats().resident_bytes` "
+      "÷ live samples, as in the `heaptap_bytes_per_live_sample=` comment.\n"
+      % (bench.blocks, "{:,}".format(bench.blocks)))
+    w("| config | peak RSS, MiB | bytes per live allocation | heaptap's own figure |")
+    w("|---|---|---|---|")
+    key = "live peak_rss blocks=%d" % bench.blocks
+    own_key = "live heaptap_per_live_sample blocks=%d" % bench.blocks
+    for c in bench.configs:
+        peak = rows.get(key, {}).get(c, {}).get("median")
+        per = None if c in ("none", "tcmalloc") else live_per_block(rows, bench, c)
+        mine = rows.get(own_key, {}).get(c, {}).get("median")
+        w("| `%s` | %s | %s | %s |" % (c, fmt(peak / 1048576.0 if peak else None),
+                                       "—" if per is None else "%.1f" % per,
+                                       "—" if mine is None else "%.1f" % mine))
+    w("")
+
+
 def evaluate_targets(summaries, dump_runs):
     T = []
     get = lambda b: summaries.get(b, (None,))[0]  # noqa
@@ -659,6 +725,8 @@ def evaluate_targets(summaries, dump_runs):
     # 3. rate 1 at most half of heaptrack's slowdown
     fails, total, worst = [], 0, None
     for b, (rows, _, _, bench) in summaries.items():
+        if not getattr(bench, "timing", True):
+            continue
         for k, row in rows.items():
             r1 = row.get("heaptap-r1", {}).get("vs_none")
             ht = row.get("heaptrack", {}).get("vs_none")
@@ -720,6 +788,19 @@ def evaluate_targets(summaries, dump_runs):
                       "worst op during dumps %.2f ms (%s workers, rate %s, %s ops > 1 ms); "
                       "worst op in quiet periods %.2f ms" % (mx[0] / 1000, mx[1], mx[2], mx[3],
                                                              max(quiet) / 1000 if quiet else 0)))
+    # Issue 15: heaptap's memory per live allocation at rate 1.
+    lv = summaries.get("live")
+    if lv:
+        per = live_per_block(lv[0], lv[3], "heaptap-r1")
+        if per is not None:
+            ht = live_per_block(lv[0], lv[3], "heaptrack")
+            gp = live_per_block(lv[0], lv[3], "gperf-heapprof")
+            T.append(("rate 1: memory per live allocation ≤ 48 B (issue 15; 24 B the moonshot)",
+                      "pass" if per <= 48 else "miss",
+                      "%.1f B per live allocation (%s blocks)%s%s" % (
+                          per, "{:,}".format(lv[3].blocks),
+                          "; heaptrack %.1f B" % ht if ht is not None else "",
+                          "; gperf-heapprof %.1f B" % gp if gp is not None else "")))
     # 6. RSS
     worst, ok, tot = None, 0, 0
     for b, (rows, rss, own, bench) in summaries.items():
@@ -786,6 +867,11 @@ def main():
         rc = ["none", "heaptap", "heaptap-r1"] + (["heaptrack"] if have("heaptrack") else [])
         rc.append("jemalloc-prof")  # redis-server links jemalloc: prof ÷ its own allocator
         benches.append(RedisBench(e, args, rc))
+    # Memory per live allocation: heaptap at rate 1 (and the default rate),
+    # heaptrack, gperftools' heap profiler (÷ tcmalloc, its allocator).
+    lc = [c for c in ("none", "heaptap", "heaptap-r1", "heaptrack", "tcmalloc", "gperf-heapprof")
+          if c in alloc_cfgs]
+    benches.append(LiveBench(e, args, lc, 300000 if q else 1000000))
     if args.only:
         keep = args.only.split(",")
         benches = [b for b in benches if b.name in keep]

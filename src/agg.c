@@ -4,14 +4,34 @@
  *
  * Values are unbiased when the allocation event is drained: each sample adds
  * its weight 1/(1-e^(-size/rate)) (rate as it was when the sample was drawn)
- * to its stack's alloc and inuse counts, and its free takes the same weight
+ * to its bucket's alloc and inuse counts, and its free takes the same weight
  * back out of inuse. Keeping the per-sample weight rather than scaling sums at
  * write time keeps stacks that mix sizes right, and with rate 1 every weight
  * is exactly 1, so the totals are exact integers.
+ *
+ * A live sample is kept in one place: its slot in the table of sampled
+ * pointers (addrset.c), 16 bytes. The sampling thread leaves the sample's id
+ * there; draining the allocation puts in its place the sample's bucket
+ * number and the number of the rate it was drawn with. A free then reports
+ * the slot's value: a resolved one names everything needed to take the
+ * block out of its bucket, with no lookup (the bucket gives the size, and
+ * the weight is computed again from size and rate: the same double). Only
+ * samples freed before their allocation was drained (the free reports the
+ * bare id) get a record here, keyed by id, as do frees drained before
+ * their allocation ("pending"); both exist only while events are in flight
+ * in the rings. Samples freed by their own thread within one drain of its
+ * ring never touch the table or the records at all (see "batch" below).
+ *
+ * The table of sampled pointers grows here, under the aggregation lock: at
+ * three quarters full it starts a migration to a table twice the size, which
+ * moves a chunk of buckets on every drain (heaptap's thread keeps draining
+ * until it is done), so no program thread waits for a whole table's move.
  */
 #include "agg.h"
 
+#include "addrset.h"
 #include "core.h"
+#include "flusher.h"
 #include "mem.h"
 #include "ring.h"
 #include "sample.h"
@@ -108,9 +128,12 @@ struct szb {
 	UT_hash_handle hh;
 	struct szkey k;
 	struct szb *next;      /* in its stack */
+	uint32_t id;           /* its number in by_id: what a resolved slot names */
 	double an, ab, in, ib; /* unbiased alloc/inuse objects and bytes */
 };
 
+/* A live sample whose slot could not carry it: freed before its allocation
+ * was drained, or in a bucket of another size (past HT_AGG_MAX_BUCKETS). */
 struct live {
 	UT_hash_handle hh;
 	uint64_t id;
@@ -118,6 +141,13 @@ struct live {
 	double w;      /* objects this sample stands for */
 	uint64_t size; /* bytes of the sampled block */
 };
+
+/* A slot's value once resolved: bit 63, the bucket's number (31 bits), the
+ * rate's number (32 bits). Ids have bit 63 clear (ring.h). */
+#define RESOLVED  ((uint64_t)1 << 63)
+#define NO_ID     UINT32_MAX
+#define MAX_BY_ID ((uint32_t)1 << 31)
+#define MAX_RATES 4096
 
 struct pend {
 	UT_hash_handle hh;
@@ -130,9 +160,15 @@ static struct stack_ent *stacks;
 static struct stack_ent *retired;
 static struct szb *buckets;
 static uint64_t nbuckets;
+static struct szb **by_id; /* bucket by number */
+static uint32_t by_id_len, by_id_cap;
 static struct live *lives;
 static struct pend *pendings;
-static uint64_t nstacks, overflow_samples;
+static uint64_t nstacks, overflow_samples, live_samples;
+/* The rates samples were drawn with: they change only when the program
+ * calls heaptap_set_rate. Past MAX_RATES of them, samples keep records. */
+static uint64_t rates[MAX_RATES];
+static uint32_t nrates, last_rate;
 static double live_bytes, live_objects;
 /* Samples whose stack did not fit the table all go to this one empty stack,
  * so their weight still counts and totals stay right. */
@@ -202,6 +238,22 @@ overflow:
 	return &overflow_stack;
 }
 
+/* A number for bucket b, so a slot can name it in 31 bits; NO_ID when the
+ * array cannot grow (its samples then keep records here). */
+static uint32_t number(struct szb *b)
+{
+	if (by_id_len == by_id_cap) {
+		uint32_t cap = by_id_cap ? by_id_cap * 2 : 1024;
+		struct szb **a = cap <= MAX_BY_ID ? ht_mem_realloc(by_id, cap * sizeof(*a)) : NULL;
+		if (!a)
+			return NO_ID;
+		by_id = a;
+		by_id_cap = cap;
+	}
+	by_id[by_id_len] = b;
+	return by_id_len++;
+}
+
 /* The (stack, size) bucket. Past HT_AGG_MAX_BUCKETS new sizes go to the
  * stack's newest bucket, so weight is never lost. */
 static struct szb *bucket(struct stack_ent *st, uint64_t size)
@@ -220,6 +272,7 @@ static struct szb *bucket(struct stack_ent *st, uint64_t size)
 	if (!b)
 		return st->sizes;
 	b->k = k;
+	b->id = number(b);
 	b->next = st->sizes;
 	st->sizes = b;
 	HASH_ADD(hh, buckets, k, sizeof(b->k), b);
@@ -227,7 +280,41 @@ static struct szb *bucket(struct stack_ent *st, uint64_t size)
 	return b;
 }
 
-static void on_alloc(const struct ht_ev_alloc *e)
+static uint32_t rate_number(uint64_t rate)
+{
+	if (last_rate < nrates && rates[last_rate] == rate)
+		return last_rate;
+	for (uint32_t i = 0; i < nrates; i++)
+		if (rates[i] == rate)
+			return last_rate = i;
+	if (nrates == MAX_RATES)
+		return NO_ID;
+	rates[nrates] = rate;
+	return last_rate = nrates++;
+}
+
+static void inuse_add(struct szb *b, double w, uint64_t size)
+{
+	double bytes = w * (double)size;
+	b->in += w;
+	b->ib += bytes;
+	live_objects += w;
+	live_bytes += bytes;
+	live_samples++;
+}
+
+static void inuse_sub(struct szb *b, double w, uint64_t size)
+{
+	double bytes = w * (double)size;
+	b->in -= w;
+	b->ib -= bytes;
+	live_objects -= w;
+	live_bytes -= bytes;
+	live_samples--;
+}
+
+/* freed: the batch being drained frees the sample too (see below). */
+static void on_alloc(const struct ht_ev_alloc *e, bool freed)
 {
 	double w = ht_sample_weight(e->size, e->rate);
 	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
@@ -238,6 +325,8 @@ static void on_alloc(const struct ht_ev_alloc *e)
 	}
 	b->an += w;
 	b->ab += w * (double)e->size;
+	if (freed)
+		return;
 	/* Freed already (the free was drained first)? Then it is not live. */
 	struct pend *p = NULL;
 	if (pendings) {
@@ -248,6 +337,14 @@ static void on_alloc(const struct ht_ev_alloc *e)
 			return;
 		}
 	}
+	uint32_t r = rate_number(e->rate);
+	if (b->id != NO_ID && r != NO_ID && b->k.size == e->size &&
+	    ht_addrset_resolve((const void *)e->ptr, e->id, RESOLVED | (uint64_t)b->id << 32 | r)) {
+		inuse_add(b, w, e->size);
+		return;
+	}
+	/* Freed meanwhile, its free not drained yet (it reports the id), or a
+	 * bucket the slot cannot name: a record until the free. */
 	struct live *l = small_new(e->id, offsetof(struct live, id));
 	if (!l)
 		return;
@@ -255,14 +352,19 @@ static void on_alloc(const struct ht_ev_alloc *e)
 	l->w = w;
 	l->size = e->size;
 	HASH_ADD(hh, lives, id, sizeof(l->id), l);
-	b->in += w;
-	b->ib += w * (double)e->size;
-	live_objects += w;
-	live_bytes += w * (double)e->size;
+	inuse_add(b, w, e->size);
 }
 
 static void on_free(const struct ht_ev_free *e)
 {
+	if (e->id & RESOLVED) {
+		uint32_t n = (uint32_t)(e->id >> 32) & (MAX_BY_ID - 1), r = (uint32_t)e->id;
+		if (n < by_id_len && r < nrates) {
+			struct szb *b = by_id[n];
+			inuse_sub(b, ht_sample_weight(b->k.size, rates[r]), b->k.size);
+		}
+		return;
+	}
 	struct live *l = NULL;
 	HASH_FIND(hh, lives, &e->id, sizeof(e->id), l);
 	if (!l) {
@@ -271,12 +373,7 @@ static void on_free(const struct ht_ev_free *e)
 			HASH_ADD(hh, pendings, id, sizeof(p->id), p);
 		return;
 	}
-	struct szb *b = l->b;
-	double bytes = l->w * (double)l->size;
-	b->in -= l->w;
-	b->ib -= bytes;
-	live_objects -= l->w;
-	live_bytes -= bytes;
+	inuse_sub(l->b, l->w, l->size);
 	HASH_DEL(lives, l);
 	small_put(l);
 }
@@ -284,26 +381,130 @@ static void on_free(const struct ht_ev_free *e)
 void ht_agg_event(const struct ht_ev_hdr *h)
 {
 	if (h->kind == HT_EV_ALLOC)
-		on_alloc((const struct ht_ev_alloc *)h);
+		on_alloc((const struct ht_ev_alloc *)h, false);
 	else if (h->kind == HT_EV_FREE)
 		on_free((const struct ht_ev_free *)h);
 }
 
-static void drain_cb(const struct ht_ev_hdr *h, void *arg)
+/* One drain of one thread's ring is a batch. Most samples are freed soon,
+ * and by the thread that took them: when a sample's FREE is in the same
+ * batch as its ALLOC, the two only add to the alloc counts, with no record,
+ * no slot to resolve (it is gone already) and no in-use to add and take
+ * back (the same totals: at rate 1, integers either way). A first look over
+ * the batch marks such frees by the sample's count in the thread (its ALLOC
+ * is in the batch when the id has the thread's serial and a count from the
+ * batch's first ALLOC on: counts only grow). */
+#define BATCH_BITS 16384 /* more than a ring's worth of ALLOCs */
+#define NO_BASE    UINT64_MAX
+static struct {
+	uint64_t serial; /* the thread's, as ids carry it */
+	uint64_t base;   /* count of the batch's first ALLOC */
+	uint64_t top;    /* words of freed that may have a bit set */
+	uint64_t freed[BATCH_BITS / 64];
+} batch;
+
+/* The bit of a sample of this batch's thread that may be in the batch. */
+static bool batch_bit(uint64_t id, uint64_t *bit)
+{
+	if (id >> HT_ID_COUNT_BITS != batch.serial || batch.base == NO_BASE)
+		return false; /* another thread's (or a resolved value: bit 63) */
+	*bit = (id & HT_ID_COUNT_MASK) - batch.base;
+	return *bit < BATCH_BITS;
+}
+
+static void batch_first(const struct ht_ev_hdr *h, void *arg)
 {
 	(void)arg;
-	ht_agg_event(h);
+	uint64_t bit;
+	if (h->kind == HT_EV_ALLOC) {
+		const struct ht_ev_alloc *e = (const struct ht_ev_alloc *)h;
+		if (batch.base == NO_BASE && e->id >> HT_ID_COUNT_BITS == batch.serial)
+			batch.base = e->id & HT_ID_COUNT_MASK;
+	} else if (h->kind == HT_EV_FREE && batch_bit(((const struct ht_ev_free *)h)->id, &bit)) {
+		batch.freed[bit / 64] |= (uint64_t)1 << (bit % 64);
+		if (bit / 64 >= batch.top)
+			batch.top = bit / 64 + 1;
+	}
+}
+
+static void batch_event(const struct ht_ev_hdr *h, void *arg)
+{
+	(void)arg;
+	uint64_t bit;
+	if (h->kind == HT_EV_ALLOC) {
+		const struct ht_ev_alloc *e = (const struct ht_ev_alloc *)h;
+		on_alloc(e, batch_bit(e->id, &bit) && (batch.freed[bit / 64] >> (bit % 64) & 1));
+	} else if (h->kind == HT_EV_FREE) {
+		const struct ht_ev_free *e = (const struct ht_ev_free *)h;
+		if (batch_bit(e->id, &bit) && (batch.freed[bit / 64] >> (bit % 64) & 1)) {
+			/* Its ALLOC came before, in this batch: nothing to take
+			 * back. */
+			return;
+		}
+		on_free(e);
+	}
 }
 
 static void drain_thread(struct ht_thread *th)
 {
-	ht_ring_drain(&th->ring, drain_cb, NULL);
+	batch.serial = th->serial & HT_ID_SERIAL_MASK;
+	batch.base = NO_BASE;
+	ht_ring_drain_twice(&th->ring, batch_first, batch_event, NULL);
+	memset(batch.freed, 0, batch.top * sizeof(batch.freed[0]));
+	batch.top = 0;
+}
+
+/* ------------------------------------------- the table of sampled pointers */
+
+/* Buckets moved per chunk: about 4096 slots, a few hundred microseconds
+ * with the lock held, so a thread whose ring is full waits no longer. */
+#define MIGRATE_CHUNK 1024
+
+/* Grow the table when the live samples would fill three quarters of the
+ * current one (by the samples drained so far; the ones still in rings come
+ * on top, which the quarter left covers for tables past a few rings'
+ * worth). It doubles: a live sample then costs 16 bytes / load plus 2 bytes
+ * per 4 slots of meta, 22 to 44 bytes. Should a migration not be over by
+ * then, the current table joins its sources and the next size takes over. */
+static void table_upkeep(bool move)
+{
+	size_t cap = ht_addrset_capacity();
+	if (cap && live_samples > cap / 4 * 3)
+		ht_addrset_grow(cap * 2); /* -EBUSY: sources all in use, they go first */
+	if (move && ht_addrset_migrating())
+		ht_addrset_migrate(MIGRATE_CHUNK);
+}
+
+bool ht_agg_table_work(void)
+{
+	return ht_addrset_migrating();
+}
+
+int ht_agg_make_room(void)
+{
+	/* Finish the migration under way, which may be all the room needed;
+	 * else (or when the current table is what is full) double it now. */
+	if (ht_addrset_migrating()) {
+		long left;
+		while ((left = ht_addrset_migrate(MIGRATE_CHUNK * 16)) > 0)
+			;
+		if (left == 0)
+			return 0;
+	}
+	size_t cap = ht_addrset_capacity();
+	return cap ? ht_addrset_grow(cap * 2) : -ENOSPC;
 }
 
 void ht_agg_drain_one(struct ht_thread *th)
 {
 	if (atomic_load_explicit(&th->ring_ready, memory_order_acquire))
 		drain_thread(th);
+	/* A program thread moves table chunks only when heaptap has no thread
+	 * of its own to do it; otherwise that thread is woken for it. */
+	bool own = ht_flusher_running();
+	table_upkeep(!own);
+	if (own && ht_addrset_migrating())
+		ht_flusher_kick();
 }
 
 void ht_agg_drain_all(void)
@@ -314,6 +515,7 @@ void ht_agg_drain_all(void)
 			drain_thread(th);
 	}
 	ht_thread_reap(drain_thread);
+	table_upkeep(true);
 }
 
 static int64_t round_nonneg(double v)
@@ -370,7 +572,7 @@ void ht_agg_totals(struct ht_agg_totals *out)
 {
 	out->live_bytes = live_bytes < 0 ? 0 : live_bytes;
 	out->live_objects = live_objects < 0 ? 0 : live_objects;
-	out->live_samples = HASH_COUNT(lives);
+	out->live_samples = live_samples;
 	out->stacks = nstacks;
 	out->pending = HASH_COUNT(pendings);
 	out->overflow_samples = overflow_samples;

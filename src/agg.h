@@ -5,10 +5,14 @@
  * per-thread rings into them (ht_agg_drain_all) and snapshots them for a dump
  * (ht_agg_heap_rows; the thread rows are thread.c's). Tables are uthash, in heaptap's own
  * memory:
- *   stacks   distinct call stacks, interned and never freed, each with its
- *            unbiased alloc/inuse objects and bytes;
- *   live     sample id -> its stack, weight and size, until its free is
- *            drained;
+ *   stacks   distinct call stacks, interned and never freed;
+ *   buckets  (stack, size) pairs, each with its unbiased alloc/inuse objects
+ *            and bytes, numbered so a slot of the sampled-pointer table
+ *            (addrset.h) can name one: that slot is a live sample's only
+ *            record;
+ *   live     sample id -> its bucket, weight and size, for the few live
+ *            samples no slot carries (freed before their allocation was
+ *            drained);
  *   pending  frees drained before their allocation (the two were recorded by
  *            different threads), matched when the allocation arrives.
  */
@@ -36,6 +40,16 @@ void ht_agg_drain_all(void);
  * held. */
 struct ht_thread;
 void ht_agg_drain_one(struct ht_thread *th);
+
+/* Lock held. A migration of the sampled-pointer table is under way: heaptap's
+ * thread keeps draining, which moves it a chunk at a time, until it is done. */
+bool ht_agg_table_work(void);
+
+/* Lock held. An insert found no room in the sampled-pointer table: finish
+ * the migration under way, or start doubling the table. 0, or a negative
+ * errno when nothing could be done (the table is as large as it gets, or
+ * out of memory). */
+int ht_agg_make_room(void);
 
 /* Snapshot rows (ht_mem memory, free with ht_mem_free). Lock held. The pcs
  * they point to stay valid for the life of the process. */

@@ -93,19 +93,12 @@ static void atfork_child(void)
 	ht_flusher_atfork_child();
 }
 
-/* Table size: room for about 8 GiB of sampled live heap at the given rate
- * at half load, within [2^12, 2^24] slots. Rate 1 gets the maximum. */
-static size_t addrset_slots(uint64_t rate)
-{
-	if (rate == 0)
-		rate = HT_DEFAULT_RATE;
-	uint64_t want = ((uint64_t)1 << 34) / rate;
-	if (want < (1u << 12))
-		want = 1u << 12;
-	if (want > (1u << 24))
-		want = 1u << 24;
-	return (size_t)want;
-}
+/* The sampled-pointer table's first size, whatever the rate: it grows with
+ * the live samples (agg.c). 4096 buckets keep free()'s filter as sharp as
+ * the table of fixed size it replaces at the default rate (a false "maybe"
+ * for about 1 free in 4096 per live sample), and cost 256 KiB of address
+ * space, resident only where samples land. */
+#define ADDRSET_FIRST_SLOTS ((size_t)1 << 14)
 
 static int init_slow(void)
 {
@@ -120,7 +113,7 @@ static int init_slow(void)
 		ht_log("cannot reserve memory of its own; heaptap is off for this process");
 		return HT_INERT;
 	}
-	if (ht_addrset_init(addrset_slots(ht_opt.rate)) != 0) {
+	if (ht_addrset_init(ADDRSET_FIRST_SLOTS) != 0) {
 		ht_log("cannot allocate the sampled-block table; heaptap is off for this process");
 		return HT_INERT;
 	}

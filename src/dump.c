@@ -168,9 +168,14 @@ static int snapshot_take(struct snapshot *s, bool want_heap)
 	snprintf(s->text[k++], sizeof(s->text[0]), "small_stack_samples=%llu busy_resets=%llu",
 	         (unsigned long long)atomic_load(&ht_core.small_stack_samples),
 	         (unsigned long long)atomic_load(&ht_core.busy_resets));
+	/* Per live sample: all of heaptap's resident memory over the live
+	 * samples, fixed costs included (0 with none live). */
 	snprintf(s->text[k++], sizeof(s->text[0]),
-	         "heaptap_own_bytes=%zu heaptap_resident_bytes=%llu heaptap_stacks=%llu",
-	         ht_mem_in_use(), (unsigned long long)own_resident, (unsigned long long)tot.stacks);
+	         "heaptap_own_bytes=%zu heaptap_resident_bytes=%llu "
+	         "heaptap_bytes_per_live_sample=%.1f heaptap_stacks=%llu",
+	         ht_mem_in_use(), (unsigned long long)own_resident,
+	         tot.live_samples ? (double)own_resident / (double)tot.live_samples : 0.0,
+	         (unsigned long long)tot.stacks);
 	for (size_t i = 0; i < k; i++)
 		s->comments[i] = s->text[i];
 	s->ncomments = k;

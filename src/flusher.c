@@ -250,10 +250,15 @@ static void *flusher_main(void *arg)
 	setpriority(PRIO_PROCESS, (id_t)tid, 5);
 	uint64_t interval = ht_opt.interval_ms;
 	uint64_t next_dump = interval ? now_ms() + interval : 0;
+	/* A migration of the sampled-pointer table is under way: each drain
+	 * moves a chunk of it, and the next comes without waiting. */
+	bool table_work = false;
 	http_open_once();
 	for (;;) {
 		uint32_t seen = atomic_load_explicit(&wake_word, memory_order_acquire);
 		uint64_t wait = ht_thread_program_alive() > 0 ? DRAIN_PERIOD_MS : GONE_CHECK_MS;
+		if (table_work)
+			wait = 0;
 		if (interval) {
 			uint64_t now = now_ms();
 			uint64_t until = next_dump > now ? next_dump - now : 0;
@@ -274,6 +279,7 @@ static void *flusher_main(void *arg)
 		if (!want) {
 			ht_agg_lock();
 			ht_agg_drain_all();
+			table_work = ht_agg_table_work();
 			ht_agg_unlock();
 			continue;
 		}

@@ -58,12 +58,10 @@ void ht_ring_commit(struct ht_ring *r, void *rec)
 	atomic_store_explicit(&r->tail, tail + h->len, memory_order_release);
 }
 
-size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, void *), void *arg)
+/* Visit the records in [head, tail). */
+static size_t visit(const struct ht_ring *r, uint64_t head, uint64_t tail,
+                    void (*fn)(const struct ht_ev_hdr *, void *), void *arg, uint64_t *end)
 {
-	if (!r->data)
-		return 0;
-	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 	size_t n = 0;
 	while (head != tail) {
 		const struct ht_ev_hdr *h =
@@ -77,6 +75,26 @@ size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, voi
 		}
 		head += len;
 	}
-	atomic_store_explicit(&r->head, head, memory_order_release);
+	*end = head;
+	return n;
+}
+
+size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, void *), void *arg)
+{
+	return ht_ring_drain_twice(r, NULL, fn, arg);
+}
+
+size_t ht_ring_drain_twice(struct ht_ring *r, void (*first)(const struct ht_ev_hdr *, void *),
+                           void (*fn)(const struct ht_ev_hdr *, void *), void *arg)
+{
+	if (!r->data)
+		return 0;
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+	uint64_t end;
+	if (first)
+		visit(r, head, tail, first, arg, &end);
+	size_t n = visit(r, head, tail, fn, arg, &end);
+	atomic_store_explicit(&r->head, end, memory_order_release);
 	return n;
 }

@@ -29,17 +29,31 @@ struct ht_ev_hdr {
 	uint16_t depth; /* frames that follow an ALLOC */
 };
 
+/* A sample's id: the sampling thread's serial (23 bits) and its count of
+ * samples (40 bits). Unique without a shared counter; bit 63 clear, which
+ * tells an id from a resolved slot value (agg.c). */
+#define HT_ID_COUNT_BITS  40
+#define HT_ID_COUNT_MASK  (((uint64_t)1 << HT_ID_COUNT_BITS) - 1)
+#define HT_ID_SERIAL_MASK (((uint64_t)1 << 23) - 1)
+
+static inline uint64_t ht_ev_id(uint32_t serial, uint64_t count)
+{
+	return (((uint64_t)serial & HT_ID_SERIAL_MASK) << HT_ID_COUNT_BITS) |
+	       (count & HT_ID_COUNT_MASK);
+}
+
 struct ht_ev_alloc {
 	struct ht_ev_hdr h;
 	uint64_t id;
 	uint64_t size;
 	uint64_t rate; /* mean gap the sample was drawn with */
+	uintptr_t ptr; /* the block: its slot in the sampled set gets resolved */
 	uintptr_t pcs[];
 };
 
 struct ht_ev_free {
 	struct ht_ev_hdr h;
-	uint64_t id;
+	uint64_t id; /* what the block's slot held: its id, or its resolved value */
 };
 
 struct ht_ring {
@@ -60,6 +74,12 @@ void ht_ring_commit(struct ht_ring *r, void *rec);
 
 /* Consumer: visit every committed record; returns how many. */
 size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, void *), void *arg);
+
+/* The same, with a first look at the same records (`first`, when not
+ * NULL) before any is visited with fn: the aggregator learns which of the
+ * thread's samples the batch itself frees. */
+size_t ht_ring_drain_twice(struct ht_ring *r, void (*first)(const struct ht_ev_hdr *, void *),
+                           void (*fn)(const struct ht_ev_hdr *, void *), void *arg);
 
 static inline bool ht_ring_empty(struct ht_ring *r)
 {

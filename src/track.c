@@ -2,9 +2,9 @@
  * track.c - sampling on the slow path. See track.h.
  *
  * A sample: capture the stack (the thread is busy, so whatever libunwind
- * allocates is heaptap's own), give the sample an id (thread serial << 40 |
- * the thread's sample count: unique without a shared counter), enter the
- * pointer in the sampled set, then write an ALLOC event to the thread's ring.
+ * allocates is heaptap's own), give the sample an id (ring.h: the thread's
+ * serial and sample count), enter the pointer in the sampled set, then
+ * write an ALLOC event to the thread's ring.
  * A thread drains its own ring into the aggregation tables when it is half
  * full and the aggregation lock is free (never waiting for it). If the ring
  * stays full the sample is dropped and taken out of the set again, so a later
@@ -129,16 +129,22 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 	return rec;
 }
 
-/* Publish a record. Past half full, the thread drains its own ring into the
- * tables if the aggregation lock is free; otherwise the flusher, if there is
- * one, is woken. */
+/* Publish a record. When it takes the ring past half full, or past a
+ * further eighth, the thread drains its own ring into the tables if the
+ * aggregation lock is free; otherwise the flusher, if there is one, is
+ * woken. Only then: trying the lock (two syscalls when it is free) and
+ * waking the flusher (a shared write and a syscall) on every record while
+ * another thread holds the lock is what kept rate 1 from scaling with
+ * threads. A ring that fills all the same waits in reserve(). */
 static void commit(struct ht_thread *th, void *rec)
 {
 	struct ht_ring *r = &th->ring;
+	uint32_t len = ((const struct ht_ev_hdr *)rec)->len;
 	ht_ring_commit(r, rec);
 	uint64_t fill = atomic_load_explicit(&r->tail, memory_order_relaxed) -
 	                atomic_load_explicit(&r->head, memory_order_relaxed);
-	if (fill < r->size / 2)
+	uint64_t eighth = r->size / 8;
+	if (fill < r->size / 2 || fill / eighth == (fill - len) / eighth)
 		return;
 	if (!drain_self(th) && ht_flusher_running())
 		ht_flusher_kick();
@@ -152,12 +158,39 @@ struct sample {
 	uintptr_t ra;
 };
 
+/* Enter the sample in the sampled set. The aggregator grows the set in
+ * time by the samples it has drained; when those still in the rings fill it
+ * first, an insert finds no room near the pointer's home, and the set is
+ * grown from here. The lock is only tried, as for a full ring; at exact
+ * rates, where nothing may be lost, tried again in 50 us steps for up to a
+ * second. */
+static int enter(const struct sample *sm, uint64_t id)
+{
+	int r = ht_addrset_insert(sm->p, id);
+	int rounds = sm->rate < HT_EXACT_RATE_LIMIT ? 20000 : 1;
+	for (int i = 0; r == -ENOSPC && i < rounds; i++) {
+		if (ht_agg_trylock() == 0) {
+			int g = ht_agg_make_room();
+			ht_agg_unlock();
+			if (g != 0)
+				return r; /* as large as it gets, or no memory */
+		} else {
+			if (ht_flusher_running())
+				ht_flusher_kick();
+			struct timespec ts = {0, 50000};
+			nanosleep(&ts, NULL);
+		}
+		r = ht_addrset_insert(sm->p, id);
+	}
+	return r;
+}
+
 /* Enter the sample in the sampled set and its ALLOC event in the ring. */
 static void record(const struct sample *sm, const uintptr_t *pcs, unsigned depth)
 {
 	struct ht_thread *th = sm->th;
-	uint64_t id = ((uint64_t)th->serial << 40) | (th->nsamples++ & (((uint64_t)1 << 40) - 1));
-	if (ht_addrset_insert(sm->p, id) != 0) {
+	uint64_t id = ht_ev_id(th->serial, th->nsamples++);
+	if (enter(sm, id) != 0) {
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
 		return;
 	}
@@ -174,6 +207,7 @@ static void record(const struct sample *sm, const uintptr_t *pcs, unsigned depth
 	e->id = id;
 	e->size = sm->n;
 	e->rate = sm->rate;
+	e->ptr = (uintptr_t)sm->p;
 	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
 	commit(th, e);
 }

@@ -38,13 +38,15 @@ enum ht_mode ht_track_enter(struct ht_tls *t);
 void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra);
 
 /* p is about to be freed (or handed to realloc) and ht_addrset_maybe(p)
- * said it might be sampled. Returns 1 and *id if it was. */
+ * said it might be sampled. Returns 1 and *id if it was: what its slot
+ * held, the sample's id or its resolved value (addrset.h), passed on as is. */
 bool ht_track_forget(void *p, uint64_t *id);
 
 /* Record the free of a sample forgotten with ht_track_forget. */
 void ht_track_free_event(uint64_t id);
 
-/* Put a forgotten sample back (a realloc that failed). */
+/* Put a forgotten sample back (a realloc that failed), with what its slot
+ * held. */
 void ht_track_restore(void *p, uint64_t id);
 
 /* ------------------------------------------------------------------------

@@ -9,7 +9,8 @@
  *                           "quit". Allocates in between (disk full tests).
  *   rel_resources tables N  allocate N blocks of 8 MiB (never touched) at a
  *                           high sampling rate so the sampled-block table
- *                           overflows; print heaptap's counters; free; again.
+ *                           has to grow; print heaptap's counters; free;
+ *                           again.
  */
 #include "rel_common.h"
 

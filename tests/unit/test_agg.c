@@ -1,7 +1,9 @@
 /*
  * test_agg.c - the aggregation tables against hand-computed values: exact
  * counts at rate 1, unbiased weights at a sampled rate, a free drained before
- * its allocation, and one row per stack with the average size as its label.
+ * its allocation, and one row per (stack, size); and a thread's ring drained
+ * as one batch, where a sample freed within the batch only counts as an
+ * allocation.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 #include "mem.h"
 #include "ring.h"
 #include "sample.h"
+#include "thread.h"
 
 static void alloc_ev(uint64_t id, uint64_t size, uint64_t rate, const uintptr_t *pcs,
                      unsigned depth)
@@ -30,6 +33,7 @@ static void alloc_ev(uint64_t id, uint64_t size, uint64_t rate, const uintptr_t 
 	u.e.id = id;
 	u.e.size = size;
 	u.e.rate = rate;
+	u.e.ptr = 0; /* no slot: every live sample keeps a record */
 	memcpy(u.e.pcs, pcs, depth * sizeof(uintptr_t));
 	ht_agg_event(&u.e.h);
 }
@@ -126,12 +130,92 @@ static void free_everything(void **state)
 	ht_mem_free(rows);
 }
 
+static void put_alloc(struct ht_ring *r, uint64_t id, const uintptr_t *pcs, unsigned depth)
+{
+	uint32_t len = (uint32_t)(sizeof(struct ht_ev_alloc) + depth * sizeof(uintptr_t));
+	struct ht_ev_alloc *e = ht_ring_reserve(r, len);
+	assert_non_null(e);
+	e->h.kind = HT_EV_ALLOC;
+	e->h.depth = (uint16_t)depth;
+	e->id = id;
+	e->size = 48;
+	e->rate = 1;
+	e->ptr = 0;
+	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
+	ht_ring_commit(r, e);
+}
+
+static void put_free(struct ht_ring *r, uint64_t id)
+{
+	struct ht_ev_free *e = ht_ring_reserve(r, sizeof(*e));
+	assert_non_null(e);
+	e->h.kind = HT_EV_FREE;
+	e->h.depth = 0;
+	e->id = id;
+	ht_ring_commit(r, e);
+}
+
+static void drain(struct ht_thread *th)
+{
+	ht_agg_lock();
+	ht_agg_drain_one(th);
+	ht_agg_unlock();
+}
+
+static void batch(void **state)
+{
+	(void)state;
+	const uintptr_t c[] = {0x5000, 0x6000};
+	struct ht_thread *th = ht_mem_calloc(1, sizeof(*th));
+	assert_non_null(th);
+	th->serial = 7;
+	assert_int_equal(ht_ring_init(&th->ring, 1 << 16), 0);
+	atomic_store(&th->ring_ready, 1);
+	struct ht_agg_totals t0, t;
+	ht_agg_totals(&t0);
+	/* Batch 1: sample 10 taken and freed in it; 11 and 12 stay live; a
+	 * free of another thread's sample (pending until its allocation). */
+	put_alloc(&th->ring, ht_ev_id(7, 10), c, 2);
+	put_alloc(&th->ring, ht_ev_id(7, 11), c, 2);
+	put_free(&th->ring, ht_ev_id(7, 10));
+	put_free(&th->ring, ht_ev_id(8, 10));
+	put_alloc(&th->ring, ht_ev_id(7, 12), c, 2);
+	drain(th);
+	ht_agg_totals(&t);
+	assert_int_equal(t.live_samples - t0.live_samples, 2);
+	assert_int_equal(t.pending - t0.pending, 1);
+	struct ht_heap_row *rows;
+	size_t n;
+	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
+	const struct ht_heap_row *r = find(rows, n, 0x5000, 48);
+	assert_non_null(r);
+	assert_true(r->alloc_objects == 3 && r->inuse_objects == 2 && r->inuse_bytes == 96);
+	ht_mem_free(rows);
+	/* Batch 2: the live two freed; the other thread's allocation arrives
+	 * and meets its pending free. */
+	put_free(&th->ring, ht_ev_id(7, 11));
+	put_free(&th->ring, ht_ev_id(7, 12));
+	drain(th);
+	alloc_ev(ht_ev_id(8, 10), 48, 1, c, 2);
+	ht_agg_totals(&t);
+	assert_int_equal(t.live_samples, t0.live_samples);
+	assert_int_equal(t.pending, t0.pending);
+	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
+	r = find(rows, n, 0x5000, 48);
+	assert_true(r->alloc_objects == 4 && r->inuse_objects == 0 && r->inuse_bytes == 0);
+	ht_mem_free(rows);
+	atomic_store(&th->ring_ready, 0);
+	ht_ring_destroy(&th->ring);
+	ht_mem_free(th);
+}
+
 int main(void)
 {
 	ht_mem_init();
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(exact_and_sampled),
 	        cmocka_unit_test(free_everything),
+	        cmocka_unit_test(batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
