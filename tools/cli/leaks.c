@@ -814,8 +814,11 @@ int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FI
 			if (q->o.keep >= 0)
 				fprintf(o, ", keeps %.0f%% of what it allocates",
 				        100 * fmin(q->o.keep, 1));
-			fprintf(o, ", since %s\n     ",
-			        hc_fmt_dur(d1, sizeof(d1), s.t[q->o.since]));
+			if (q->o.since == 0)
+				fprintf(o, ", since the first dump\n     ");
+			else
+				fprintf(o, ", since %s in\n     ",
+				        hc_fmt_dur(d1, sizeof(d1), s.t[q->o.since]));
 			print_frames(o, q->row, 6);
 			fprintf(o, "\n");
 		}
