@@ -154,3 +154,27 @@ void hc_json_end(struct hc_json *j)
 {
 	fputc('\n', j->f);
 }
+
+void hc_json_kstr(struct hc_json *j, const char *k, const char *s)
+{
+	hc_json_key(j, k);
+	hc_json_str(j, s);
+}
+
+void hc_json_kint(struct hc_json *j, const char *k, int64_t v)
+{
+	hc_json_key(j, k);
+	hc_json_int(j, v);
+}
+
+void hc_json_knum(struct hc_json *j, const char *k, double v)
+{
+	hc_json_key(j, k);
+	hc_json_num(j, v);
+}
+
+void hc_json_kbool(struct hc_json *j, const char *k, bool v)
+{
+	hc_json_key(j, k);
+	hc_json_bool(j, v);
+}

@@ -32,6 +32,11 @@ void hc_json_int(struct hc_json *j, int64_t v);
 void hc_json_num(struct hc_json *j, double v);
 void hc_json_bool(struct hc_json *j, bool v);
 void hc_json_null(struct hc_json *j);
+/* A key and its value in one call. */
+void hc_json_kstr(struct hc_json *j, const char *k, const char *s);
+void hc_json_kint(struct hc_json *j, const char *k, int64_t v);
+void hc_json_knum(struct hc_json *j, const char *k, double v);
+void hc_json_kbool(struct hc_json *j, const char *k, bool v);
 /* Finish with a newline. */
 void hc_json_end(struct hc_json *j);
 

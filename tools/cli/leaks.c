@@ -643,18 +643,12 @@ int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FI
 		struct hc_json j;
 		hc_json_init(&j, jout);
 		hc_json_obj(&j);
-		hc_json_key(&j, "dumps");
-		hc_json_int(&j, (int64_t)n);
-		hc_json_key(&j, "pid");
-		hc_json_int(&j, s.pid);
-		hc_json_key(&j, "rate");
-		hc_json_num(&j, s.rate);
-		hc_json_key(&j, "span_seconds");
-		hc_json_num(&j, s.t[last]);
-		hc_json_key(&j, "warmup_dumps");
-		hc_json_int(&j, (int64_t)win.w);
-		hc_json_key(&j, "detection_floor_bytes");
-		hc_json_num(&j, floor_bytes);
+		hc_json_kint(&j, "dumps", (int64_t)n);
+		hc_json_kint(&j, "pid", s.pid);
+		hc_json_knum(&j, "rate", s.rate);
+		hc_json_knum(&j, "span_seconds", s.t[last]);
+		hc_json_kint(&j, "warmup_dumps", (int64_t)win.w);
+		hc_json_knum(&j, "detection_floor_bytes", floor_bytes);
 		hc_json_key(&j, "verdicts");
 		hc_json_arr(&j);
 		if (leak)
@@ -668,8 +662,7 @@ int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FI
 		if (!leak && !tleak && !retention && !levels)
 			hc_json_str(&j, "no_leak");
 		hc_json_arr_end(&j);
-		hc_json_key(&j, "headline");
-		hc_json_str(&j, headline);
+		hc_json_kstr(&j, "headline", headline);
 		hc_json_key(&j, "gaps");
 		hc_json_arr(&j);
 		for (size_t i = 0; i < s.ngaps; i++)
@@ -692,8 +685,7 @@ int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FI
 		json_series(&j, "malloc_free_held_bytes", held, n);
 		json_series(&j, "threads", thr, n);
 		json_series(&j, "unjoined_threads", unj, n);
-		hc_json_key(&j, "allocator");
-		hc_json_str(&j, hl->fig.allocator);
+		hc_json_kstr(&j, "allocator", hl->fig.allocator);
 		hc_json_obj_end(&j);
 		hc_json_key(&j, "stacks");
 		hc_json_arr(&j);
@@ -708,33 +700,22 @@ int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FI
 					continue;
 			}
 			hc_json_obj(&j);
-			hc_json_key(&j, "class");
-			hc_json_str(&j, hc_class_name(q->o.cls));
-			hc_json_key(&j, "growth_bytes");
-			hc_json_num(&j, q->o.growth);
-			hc_json_key(&j, "sigma_bytes");
-			hc_json_num(&j, q->o.sigma);
-			hc_json_key(&j, "z");
-			hc_json_num(&j, q->o.z);
-			hc_json_key(&j, "monotonicity");
-			hc_json_num(&j, q->o.gamma);
-			hc_json_key(&j, "share");
-			hc_json_num(&j, q->share);
+			hc_json_kstr(&j, "class", hc_class_name(q->o.cls));
+			hc_json_knum(&j, "growth_bytes", q->o.growth);
+			hc_json_knum(&j, "sigma_bytes", q->o.sigma);
+			hc_json_knum(&j, "z", q->o.z);
+			hc_json_knum(&j, "monotonicity", q->o.gamma);
+			hc_json_knum(&j, "share", q->share);
 			hc_json_key(&j, "keep_ratio");
 			if (q->o.keep < 0)
 				hc_json_null(&j);
 			else
 				hc_json_num(&j, q->o.keep);
-			hc_json_key(&j, "bytes_per_second");
-			hc_json_num(&j, q->o.slope_t);
-			hc_json_key(&j, "warmup_bytes");
-			hc_json_num(&j, q->o.warmup);
-			hc_json_key(&j, "live_bytes");
-			hc_json_num(&j, q->row->v[last]);
-			hc_json_key(&j, "since_seconds");
-			hc_json_num(&j, s.t[q->o.since]);
-			hc_json_key(&j, "reason");
-			hc_json_str(&j, q->o.reason);
+			hc_json_knum(&j, "bytes_per_second", q->o.slope_t);
+			hc_json_knum(&j, "warmup_bytes", q->o.warmup);
+			hc_json_knum(&j, "live_bytes", q->row->v[last]);
+			hc_json_knum(&j, "since_seconds", s.t[q->o.since]);
+			hc_json_kstr(&j, "reason", q->o.reason);
 			json_frames(&j, q->row);
 			hc_json_obj_end(&j);
 		}
@@ -743,16 +724,11 @@ int hc_leaks_run(char **files, size_t nfiles, const struct hc_leaks_opts *lo, FI
 		hc_json_arr(&j);
 		for (size_t i = 0; i < ttab.n; i++) {
 			hc_json_obj(&j);
-			hc_json_key(&j, "class");
-			hc_json_str(&j, tres[i].cls);
-			hc_json_key(&j, "growth");
-			hc_json_num(&j, tres[i].growth);
-			hc_json_key(&j, "first");
-			hc_json_num(&j, tres[i].first);
-			hc_json_key(&j, "last");
-			hc_json_num(&j, tres[i].last);
-			hc_json_key(&j, "unjoined");
-			hc_json_num(&j, tres[i].unjoined);
+			hc_json_kstr(&j, "class", tres[i].cls);
+			hc_json_knum(&j, "growth", tres[i].growth);
+			hc_json_knum(&j, "first", tres[i].first);
+			hc_json_knum(&j, "last", tres[i].last);
+			hc_json_knum(&j, "unjoined", tres[i].unjoined);
 			json_frames(&j, tres[i].row);
 			hc_json_obj_end(&j);
 		}

@@ -293,12 +293,9 @@ static void json_rows(struct hc_json *j, struct fn_row **rows, size_t nrows, int
 	hc_json_arr(j);
 	for (size_t i = 0; i < nrows && i < (size_t)n; i++) {
 		hc_json_obj(j);
-		hc_json_key(j, "name");
-		hc_json_str(j, rows[i]->name);
-		hc_json_key(j, "flat");
-		hc_json_num(j, rows[i]->flat);
-		hc_json_key(j, "cum");
-		hc_json_num(j, rows[i]->cum);
+		hc_json_kstr(j, "name", rows[i]->name);
+		hc_json_knum(j, "flat", rows[i]->flat);
+		hc_json_knum(j, "cum", rows[i]->cum);
 		hc_json_obj_end(j);
 	}
 	hc_json_arr_end(j);
@@ -313,12 +310,9 @@ static void json_figures(struct hc_json *j, const struct hc_prof *p)
 		return;
 	}
 	hc_json_obj(j);
-	hc_json_key(j, "pid");
-	hc_json_int(j, g->pid);
-	hc_json_key(j, "rate");
-	hc_json_int(j, g->rate);
-	hc_json_key(j, "allocator");
-	hc_json_str(j, g->allocator);
+	hc_json_kint(j, "pid", g->pid);
+	hc_json_kint(j, "rate", g->rate);
+	hc_json_kstr(j, "allocator", g->allocator);
 	const struct {
 		const char *k;
 		int64_t v;
@@ -363,14 +357,10 @@ int hc_cmd_top(int argc, char **argv)
 		struct hc_json j;
 		hc_json_init(&j, stdout);
 		hc_json_obj(&j);
-		hc_json_key(&j, "file");
-		hc_json_str(&j, p->path);
-		hc_json_key(&j, "sample");
-		hc_json_str(&j, p->types[ti]);
-		hc_json_key(&j, "unit");
-		hc_json_str(&j, p->units[ti]);
-		hc_json_key(&j, "total");
-		hc_json_num(&j, total);
+		hc_json_kstr(&j, "file", p->path);
+		hc_json_kstr(&j, "sample", p->types[ti]);
+		hc_json_kstr(&j, "unit", p->units[ti]);
+		hc_json_knum(&j, "total", total);
 		json_figures(&j, p);
 		json_rows(&j, rows, nrows, t.n);
 		hc_json_obj_end(&j);
@@ -431,24 +421,17 @@ int hc_cmd_threads(int argc, char **argv)
 		struct hc_json j;
 		hc_json_init(&j, stdout);
 		hc_json_obj(&j);
-		hc_json_key(&j, "file");
-		hc_json_str(&j, p->path);
-		hc_json_key(&j, "total");
-		hc_json_num(&j, total);
-		hc_json_key(&j, "running");
-		hc_json_num(&j, running);
-		hc_json_key(&j, "unjoined");
-		hc_json_num(&j, unjoined);
+		hc_json_kstr(&j, "file", p->path);
+		hc_json_knum(&j, "total", total);
+		hc_json_knum(&j, "running", running);
+		hc_json_knum(&j, "unjoined", unjoined);
 		hc_json_key(&j, "rows");
 		hc_json_arr(&j);
 		for (size_t i = 0; i < shown; i++) {
 			hc_json_obj(&j);
-			hc_json_key(&j, "count");
-			hc_json_num(&j, tr[i].total);
-			hc_json_key(&j, "running");
-			hc_json_num(&j, tr[i].running);
-			hc_json_key(&j, "unjoined");
-			hc_json_num(&j, tr[i].unjoined);
+			hc_json_knum(&j, "count", tr[i].total);
+			hc_json_knum(&j, "running", tr[i].running);
+			hc_json_knum(&j, "unjoined", tr[i].unjoined);
 			hc_json_key(&j, "frames");
 			hc_json_arr(&j);
 			for (size_t k = 0; k < tr[i].row->rep->nframes; k++)
@@ -561,33 +544,22 @@ int hc_cmd_diff(int argc, char **argv)
 		struct hc_json j;
 		hc_json_init(&j, stdout);
 		hc_json_obj(&j);
-		hc_json_key(&j, "base");
-		hc_json_str(&j, a->path);
-		hc_json_key(&j, "file");
-		hc_json_str(&j, b->path);
-		hc_json_key(&j, "sample");
-		hc_json_str(&j, b->types[tb]);
-		hc_json_key(&j, "unit");
-		hc_json_str(&j, unit);
-		hc_json_key(&j, "total");
-		hc_json_num(&j, total);
+		hc_json_kstr(&j, "base", a->path);
+		hc_json_kstr(&j, "file", b->path);
+		hc_json_kstr(&j, "sample", b->types[tb]);
+		hc_json_kstr(&j, "unit", unit);
+		hc_json_knum(&j, "total", total);
 		json_rows(&j, rows, nrows, t.n);
 		hc_json_key(&j, "stacks");
 		hc_json_arr(&j);
 		for (size_t i = 0; i < shown; i++) {
 			hc_json_obj(&j);
-			hc_json_key(&j, "base");
-			hc_json_num(&j, d[i].base);
-			hc_json_key(&j, "value");
-			hc_json_num(&j, d[i].value);
-			hc_json_key(&j, "delta");
-			hc_json_num(&j, d[i].delta);
-			hc_json_key(&j, "sigma");
-			hc_json_num(&j, d[i].sigma);
-			hc_json_key(&j, "z");
-			hc_json_num(&j, d[i].z);
-			hc_json_key(&j, "significant");
-			hc_json_bool(&j, fabs(d[i].z) >= 3);
+			hc_json_knum(&j, "base", d[i].base);
+			hc_json_knum(&j, "value", d[i].value);
+			hc_json_knum(&j, "delta", d[i].delta);
+			hc_json_knum(&j, "sigma", d[i].sigma);
+			hc_json_knum(&j, "z", d[i].z);
+			hc_json_kbool(&j, "significant", fabs(d[i].z) >= 3);
 			hc_json_key(&j, "frames");
 			hc_json_arr(&j);
 			for (size_t k = 0; k < d[i].row->rep->nframes; k++)
