@@ -531,7 +531,9 @@ static void route(struct conn *c, const char *method, char *target, const char *
 	c->kind = kind;
 	c->head = head;
 	c->state = C_WAIT;
-	c->deadline = now_ms() + (uint64_t)seconds * 1000;
+	/* One millisecond more: the clock here is in whole milliseconds, and
+	 * the window must be at least what was asked, as Go's sleep makes it. */
+	c->deadline = now_ms() + (uint64_t)seconds * 1000 + 1;
 }
 
 /* The request is complete when this returns true (a response is queued or
