@@ -141,8 +141,9 @@ static void *worker_main(void *arg)
 	release_most(w);
 	count_up(&released);
 	wait_stage(3);
-	free(w->blocks[w->nblocks - 1]);
-	w->blocks[w->nblocks - 1] = NULL;
+	/* The last block stays: freeing it would let glibc trim the heap, and
+	 * a dump taken in the last moments (HEAPTAP_INTERVAL) would then see
+	 * RSS fall, which is not the picture this program paints. */
 	return NULL;
 }
 
