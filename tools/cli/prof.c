@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,16 +199,36 @@ static int value_type(struct dec *d, struct slice s, const char **type, const ch
 	return 0;
 }
 
-static int cmp_func(const void *a, const void *b)
+/* Functions, locations and mappings all start with their id. */
+_Static_assert(offsetof(struct func, id) == 0 && offsetof(struct loc, id) == 0 &&
+                       offsetof(struct map, id) == 0,
+               "cmp_id and find_id read the id at the start of each record");
+
+static int cmp_id(const void *a, const void *b)
 {
-	uint64_t x = ((const struct func *)a)->id, y = ((const struct func *)b)->id;
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
 }
 
-static int cmp_loc(const void *a, const void *b)
+/* Sort records by id; what != NULL: two records sharing an id are an error
+ * ("two <what> share an id"). */
+static int sort_by_id(struct dec *d, void *v, size_t n, size_t size, const char *dup)
 {
-	uint64_t x = ((const struct loc *)a)->id, y = ((const struct loc *)b)->id;
-	return x < y ? -1 : x > y;
+	qsort(v, n, size, cmp_id);
+	for (size_t i = 1; dup && i < n; i++)
+		if (*(const uint64_t *)((char *)v + i * size) ==
+		    *(const uint64_t *)((char *)v + (i - 1) * size))
+			return fail(d, dup);
+	return 0;
+}
+
+/* The record with this id, or NULL. pprof's writers number ids 1..n in
+ * order, so the record is usually at id - 1. */
+static void *find_id(void *v, size_t n, size_t size, uint64_t id)
+{
+	if (id >= 1 && id <= n && *(const uint64_t *)((char *)v + (id - 1) * size) == id)
+		return (char *)v + (id - 1) * size;
+	return bsearch(&id, v, n, size, cmp_id);
 }
 
 static int decode_funcs(struct dec *d)
@@ -232,11 +253,7 @@ static int decode_funcs(struct dec *d)
 		if (fn->id == 0)
 			return fail(d, "a function has id 0");
 	}
-	qsort(d->fv, d->nfuncs, sizeof(*d->fv), cmp_func);
-	for (size_t i = 1; i < d->nfuncs; i++)
-		if (d->fv[i].id == d->fv[i - 1].id)
-			return fail(d, "two functions share an id");
-	return 0;
+	return sort_by_id(d, d->fv, d->nfuncs, sizeof(*d->fv), "two functions share an id");
 }
 
 static int decode_line(struct dec *d, struct slice s, struct line *ln)
@@ -286,17 +303,7 @@ static int decode_locs(struct dec *d)
 		if (l->id == 0)
 			return fail(d, "a location has id 0");
 	}
-	qsort(d->lv, d->nlocs, sizeof(*d->lv), cmp_loc);
-	for (size_t i = 1; i < d->nlocs; i++)
-		if (d->lv[i].id == d->lv[i - 1].id)
-			return fail(d, "two locations share an id");
-	return 0;
-}
-
-static int cmp_map(const void *a, const void *b)
-{
-	uint64_t x = ((const struct map *)a)->id, y = ((const struct map *)b)->id;
-	return x < y ? -1 : x > y;
+	return sort_by_id(d, d->lv, d->nlocs, sizeof(*d->lv), "two locations share an id");
 }
 
 static int decode_maps(struct dec *d)
@@ -317,17 +324,14 @@ static int decode_maps(struct dec *d)
 		if (r != 0 || !str(d, m->file, &s))
 			return fail(d, "bad mapping");
 	}
-	qsort(d->mv, d->nmaps, sizeof(*d->mv), cmp_map);
-	return 0;
+	return sort_by_id(d, d->mv, d->nmaps, sizeof(*d->mv), NULL);
 }
 
 /* What pprof -top shows for a frame without a function name (it aggregates
  * them by object file): "[basename of the mapping's file]", else "<unknown>". */
 static const char *unsymbolized(struct dec *d, uint64_t mapping)
 {
-	struct map key = {.id = mapping}, *m = NULL;
-	if (mapping)
-		m = bsearch(&key, d->mv, d->nmaps, sizeof(*d->mv), cmp_map);
+	struct map *m = mapping ? find_id(d->mv, d->nmaps, sizeof(*d->mv), mapping) : NULL;
 	const char *file;
 	if (!m || !str(d, m->file, &file) || !file[0])
 		return "<unknown>";
@@ -346,18 +350,12 @@ static const char *unsymbolized(struct dec *d, uint64_t mapping)
 
 static const struct func *find_func(struct dec *d, uint64_t id)
 {
-	struct func key = {.id = id};
-	if (id >= 1 && id <= d->nfuncs && d->fv[id - 1].id == id)
-		return &d->fv[id - 1];
-	return bsearch(&key, d->fv, d->nfuncs, sizeof(*d->fv), cmp_func);
+	return find_id(d->fv, d->nfuncs, sizeof(*d->fv), id);
 }
 
 static struct loc *find_loc(struct dec *d, uint64_t id)
 {
-	struct loc key = {.id = id};
-	if (id >= 1 && id <= d->nlocs && d->lv[id - 1].id == id)
-		return &d->lv[id - 1];
-	return bsearch(&key, d->lv, d->nlocs, sizeof(*d->lv), cmp_loc);
+	return find_id(d->lv, d->nlocs, sizeof(*d->lv), id);
 }
 
 /* What one use of a location adds to a sample's stack: its frames, their

@@ -301,6 +301,16 @@ static void json_rows(struct hc_json *j, struct fn_row **rows, size_t nrows, int
 	hc_json_arr_end(j);
 }
 
+/* "frames": the stack's function names, leaf first. */
+static void json_frames(struct hc_json *j, const struct hc_sample *s)
+{
+	hc_json_key(j, "frames");
+	hc_json_arr(j);
+	for (size_t k = 0; k < s->nframes; k++)
+		hc_json_str(j, s->frames[k].name);
+	hc_json_arr_end(j);
+}
+
 static void json_figures(struct hc_json *j, const struct hc_prof *p)
 {
 	const struct hc_figures *g = &p->fig;
@@ -432,11 +442,7 @@ int hc_cmd_threads(int argc, char **argv)
 			hc_json_knum(&j, "count", tr[i].total);
 			hc_json_knum(&j, "running", tr[i].running);
 			hc_json_knum(&j, "unjoined", tr[i].unjoined);
-			hc_json_key(&j, "frames");
-			hc_json_arr(&j);
-			for (size_t k = 0; k < tr[i].row->rep->nframes; k++)
-				hc_json_str(&j, tr[i].row->rep->frames[k].name);
-			hc_json_arr_end(&j);
+			json_frames(&j, tr[i].row->rep);
 			hc_json_obj_end(&j);
 		}
 		hc_json_arr_end(&j);
@@ -560,11 +566,7 @@ int hc_cmd_diff(int argc, char **argv)
 			hc_json_knum(&j, "sigma", d[i].sigma);
 			hc_json_knum(&j, "z", d[i].z);
 			hc_json_kbool(&j, "significant", fabs(d[i].z) >= 3);
-			hc_json_key(&j, "frames");
-			hc_json_arr(&j);
-			for (size_t k = 0; k < d[i].row->rep->nframes; k++)
-				hc_json_str(&j, d[i].row->rep->frames[k].name);
-			hc_json_arr_end(&j);
+			json_frames(&j, d[i].row->rep);
 			hc_json_obj_end(&j);
 		}
 		hc_json_arr_end(&j);
