@@ -995,6 +995,23 @@ static void publish(struct ht_fu_prefix *p, struct pstack *ps, unsigned fresh, b
 	p->cur = (unsigned)(ps - p->s);
 }
 
+/* Keep a finished walk of n frames as the thread's previous stack (when it
+ * fits): its last frame was not stepped, so it has no words to re-check.
+ * ended: the stack ended there (rather than at the frame budget). */
+static void keep_walk(struct ht_fu_prefix *pf, struct pstack *ps, unsigned n, uint32_t gen,
+                      bool ended, bool dep_end)
+{
+	if (!ps || n > PREFIX_FRAMES)
+		return;
+	ps->chk_at[n - 1] = 8;
+	ps->chk[n - 1] = 0;
+	ps->flags[n - 1] = 0;
+	ps->n = n;
+	ps->gen = gen;
+	ps->ended = ended;
+	publish(pf, ps, n, dep_end);
+}
+
 /* After reuse(): the thread's previous stack becomes this one, frames
  * [0, i) of ps walked now, then old's from c on, d frames in all. */
 static void keep_prefix(struct ht_fu_prefix *pf, const struct pstack *old, unsigned c,
@@ -1172,25 +1189,9 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
 			return (int)n; /* (not kept: its last read would need checking) */
 	}
 	/* Cut at n_max: the last frame was not stepped. */
-	if (ps && n <= PREFIX_FRAMES) {
-		ps->chk_at[n - 1] = 8;
-		ps->chk[n - 1] = 0;
-		ps->flags[n - 1] = 0;
-		ps->n = n;
-		ps->gen = gen;
-		ps->ended = false;
-		publish(pf, ps, n, false);
-	}
+	keep_walk(pf, ps, n, gen, false, false);
 	return (int)n;
 ended:
-	if (ps && n <= PREFIX_FRAMES) {
-		ps->chk_at[n - 1] = 8;
-		ps->chk[n - 1] = 0;
-		ps->flags[n - 1] = 0;
-		ps->n = n;
-		ps->gen = gen;
-		ps->ended = true;
-		publish(pf, ps, n, dep_end);
-	}
+	keep_walk(pf, ps, n, gen, true, dep_end);
 	return (int)n;
 }
