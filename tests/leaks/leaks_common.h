@@ -55,8 +55,8 @@ static inline void escape(void *p)
 /* Options: --scale F for every program, plus each program's own.           */
 
 struct lk_opt {
-	const char *name; /* "--trim" */
-	int takes_value;  /* 1: "--mode X" */
+	const char *name;   /* "--trim" */
+	int takes_value;    /* 1: "--mode X" */
 	const char **value; /* where the value goes (takes_value) */
 	int *flag;          /* set to 1 (flags) */
 };

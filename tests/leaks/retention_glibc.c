@@ -29,12 +29,12 @@
 
 #include "leaks_common.h"
 
-#define BLOCK_BYTES    1024
-#define LEAD_IN        0.6
-#define FILL_SECONDS   1.6
-#define HOLD_SECONDS   0.3
-#define IDLE_SECONDS   2.8
-#define MAX_THREADS    64
+#define BLOCK_BYTES  1024
+#define LEAD_IN      0.6
+#define FILL_SECONDS 1.6
+#define HOLD_SECONDS 0.3
+#define IDLE_SECONDS 2.8
+#define MAX_THREADS  64
 
 struct worker {
 	pthread_t thread;
@@ -188,10 +188,10 @@ int main(int argc, char **argv)
 	int trim = 0;
 	const char *threads_arg = NULL, *mib_arg = NULL;
 	struct lk_opt opts[] = {
-		{"--trim", 0, NULL, &trim},
-		{"--threads", 1, &threads_arg, NULL},
-		{"--mib", 1, &mib_arg, NULL},
-		{NULL, 0, NULL, NULL},
+	        {"--trim", 0, NULL, &trim},
+	        {"--threads", 1, &threads_arg, NULL},
+	        {"--mib", 1, &mib_arg, NULL},
+	        {NULL, 0, NULL, NULL},
 	};
 
 	lk_start(argc, argv, opts);

@@ -28,10 +28,10 @@
 
 #include "leaks_common.h"
 
-#define POOL_SIZE        4
-#define RUN_SECONDS      5.0
-#define STEPS_PER_CONN   20 /* one connection per 0.2 s */
-#define HANDLER_BUF      4096
+#define POOL_SIZE         4
+#define RUN_SECONDS       5.0
+#define STEPS_PER_CONN    20 /* one connection per 0.2 s */
+#define HANDLER_BUF       4096
 #define REQUESTS_PER_STEP 16 /* the accept loop's own work: ~6 MiB/s churned */
 
 static pthread_mutex_t never_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -124,8 +124,8 @@ int main(int argc, char **argv)
 	int unjoined, stuck;
 	unsigned long steps, conn = 0;
 	struct lk_opt opts[] = {
-		{"--mode", 1, &mode, NULL},
-		{NULL, 0, NULL, NULL},
+	        {"--mode", 1, &mode, NULL},
+	        {NULL, 0, NULL, NULL},
 	};
 
 	lk_start(argc, argv, opts);

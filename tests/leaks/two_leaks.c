@@ -21,11 +21,11 @@
 #define _GNU_SOURCE
 #include "leaks_common.h"
 
-#define RUN_SECONDS      5.0
-#define BIG_BYTES        (32 << 10)
-#define BIG_PER_SECOND   640 /* 20 MiB/s */
-#define SMALL_BYTES      ((size_t)2 << 20)
-#define SMALL_EVERY      100 /* steps: one block per second, 2 MiB/s */
+#define RUN_SECONDS    5.0
+#define BIG_BYTES      (32 << 10)
+#define BIG_PER_SECOND 640 /* 20 MiB/s */
+#define SMALL_BYTES    ((size_t)2 << 20)
+#define SMALL_EVERY    100 /* steps: one block per second, 2 MiB/s */
 
 struct node {
 	struct node *next;
