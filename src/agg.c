@@ -113,6 +113,7 @@ struct szb;
 struct stack_ent {
 	UT_hash_handle hh;
 	struct szb *sizes;       /* its size buckets, newest first */
+	struct szb *last;        /* the one used last (a stack's sizes repeat) */
 	struct stack_ent *older; /* retired stacks, newest first */
 	int32_t gone;            /* retired at dlclose: that gone module; else -1 */
 	uint32_t depth;
@@ -211,17 +212,31 @@ static void small_put(void *p)
 	free_small = p;
 }
 
+/* The stack interned last. A thread's samples in a row come from the same
+ * place more often than not (a loop, a burst of one request type), and
+ * comparing a few words costs less than hashing them and walking a chain.
+ * Reset when stacks are retired. */
+static struct stack_ent *last_stack;
+
 static struct stack_ent *stack_intern(const uintptr_t *pcs, uint32_t depth)
 {
-	struct stack_ent *s = NULL;
+	struct stack_ent *s = last_stack;
 	size_t klen = depth * sizeof(uintptr_t);
 	if (depth == 0)
 		return &overflow_stack;
+	if (s && s->depth == depth) {
+		uint32_t i = 0;
+		while (i < depth && s->pcs[i] == pcs[i])
+			i++;
+		if (i == depth)
+			return s;
+	}
+	s = NULL;
 	unsigned hv;
 	HASH_VALUE(pcs, klen, hv);
 	HASH_FIND_BYHASHVALUE(hh, stacks, pcs, klen, hv, s);
 	if (s)
-		return s;
+		return last_stack = s;
 	if (nstacks >= HT_AGG_MAX_STACKS)
 		goto overflow;
 	s = ht_mem_calloc(1, sizeof(*s) + klen);
@@ -232,7 +247,7 @@ static struct stack_ent *stack_intern(const uintptr_t *pcs, uint32_t depth)
 	memcpy(s->pcs, pcs, klen);
 	HASH_ADD_KEYPTR_BYHASHVALUE(hh, stacks, s->pcs, klen, hv, s);
 	nstacks++;
-	return s;
+	return last_stack = s;
 overflow:
 	overflow_samples++;
 	return &overflow_stack;
@@ -258,6 +273,8 @@ static uint32_t number(struct szb *b)
  * stack's newest bucket, so weight is never lost. */
 static struct szb *bucket(struct stack_ent *st, uint64_t size)
 {
+	if (st->last && st->last->k.size == size)
+		return st->last;
 	struct szkey k;
 	memset(&k, 0, sizeof(k));
 	k.st = st;
@@ -265,7 +282,7 @@ static struct szb *bucket(struct stack_ent *st, uint64_t size)
 	struct szb *b = NULL;
 	HASH_FIND(hh, buckets, &k, sizeof(k), b);
 	if (b)
-		return b;
+		return st->last = b;
 	if (nbuckets >= HT_AGG_MAX_BUCKETS && st->sizes)
 		return st->sizes;
 	b = ht_mem_calloc(1, sizeof(*b));
@@ -277,7 +294,7 @@ static struct szb *bucket(struct stack_ent *st, uint64_t size)
 	st->sizes = b;
 	HASH_ADD(hh, buckets, k, sizeof(b->k), b);
 	nbuckets++;
-	return b;
+	return st->last = b;
 }
 
 static uint32_t rate_number(uint64_t rate)
@@ -581,6 +598,7 @@ void ht_agg_totals(struct ht_agg_totals *out)
 void ht_agg_retire_module(uintptr_t start, uintptr_t limit, int32_t gone)
 {
 	ht_agg_drain_all();
+	last_stack = NULL;
 	struct stack_ent *s, *tmp;
 	HASH_ITER(hh, stacks, s, tmp)
 	{

@@ -76,7 +76,9 @@ void ht_flusher_kick(void)
 	int fd = atomic_load_explicit(&kick_fd, memory_order_acquire);
 	if (fd >= 0) {
 		uint64_t one = 1;
-		ssize_t r = write(fd, &one, sizeof(one));
+		/* A raw syscall: write() is a cancellation point, and a
+		 * sample may kick with cancellation on (track.c). */
+		long r = syscall(SYS_write, fd, &one, sizeof(one));
 		(void)r;
 	}
 }

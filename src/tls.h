@@ -14,6 +14,7 @@
 #ifndef HT_TLS_H
 #define HT_TLS_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 struct ht_thread;
@@ -28,8 +29,9 @@ struct ht_tls {
 	struct ht_thread *thr;   /* this thread's record and ring; NULL until needed */
 	uintptr_t busy_frame;    /* frame that entered the outermost busy section */
 	uintptr_t busy_ret;      /* and its return address, as saved in that frame */
-	int cancel_state;        /* the cancellation state a sample turned off */
+	int cancel_state;        /* the cancellation state a busy section turned off */
 	uint32_t frame_cache;    /* libunwind has a frame cache for it, counted (unwind.c) */
+	uint8_t cancel_off;      /* the busy section turned cancellation off (track.c) */
 };
 
 #define HT_BUSY_COUNTDOWN (INT64_MIN / 4)
@@ -54,8 +56,15 @@ static inline void ht_busy_exit(struct ht_tls *t)
 {
 	if (t->busy == 0)
 		return; /* the section was abandoned and reset meanwhile */
-	if (--t->busy == 0)
+	if (--t->busy == 0) {
 		t->countdown = t->saved_countdown;
+		/* Cancellation back as it was, if the section turned it off
+		 * (track.c: only on the way into a possible cancellation point). */
+		if (__builtin_expect(t->cancel_off, 0)) {
+			t->cancel_off = 0;
+			pthread_setcancelstate(t->cancel_state, NULL);
+		}
+	}
 }
 
 #endif

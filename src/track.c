@@ -58,6 +58,28 @@ static bool busy_abandoned(struct ht_tls *t)
 	return true;
 }
 
+/* Cancellation. A sample must never be a cancellation point: a thread
+ * cancelled inside it would leave its busy section, a ring reservation or
+ * heaptap's own allocator mid-way. Turning cancellation off costs two
+ * locked instructions in glibc (pthread_setcancelstate), a tenth of a
+ * sample at rate 1, so it is turned off only on the way into something
+ * that may be a cancellation point: a wait (nanosleep), libunwind, a
+ * thread's first set-up (stack bounds, ring); and back on when the busy
+ * section ends. The common sample (heaptap's own unwinder, room in the
+ * ring and the set) calls nothing that could be one; log lines and the
+ * flusher's wake-up write with raw syscalls, which never are. The busy
+ * section's end (ht_busy_exit) turns it back on. */
+void ht_track_nocancel(void)
+{
+	struct ht_tls *t = &ht_tls;
+	if (t->cancel_off || !t->busy)
+		return; /* off already; or no busy section to turn it back on */
+	int cs;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	t->cancel_state = cs;
+	t->cancel_off = 1;
+}
+
 bool ht_track_recover(struct ht_tls *t)
 {
 	if (!t->busy)
@@ -72,7 +94,10 @@ bool ht_track_recover(struct ht_tls *t)
 	t->busy = 0;
 	t->countdown = t->saved_countdown;
 	ht_mem_release_mine();
-	pthread_setcancelstate(t->cancel_state, NULL);
+	if (t->cancel_off) {
+		t->cancel_off = 0;
+		pthread_setcancelstate(t->cancel_state, NULL);
+	}
 	atomic_fetch_add_explicit(&ht_core.busy_resets, 1, memory_order_relaxed);
 	return true;
 }
@@ -115,6 +140,7 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 	if (rec)
 		return rec;
 	int rounds = rate < HT_EXACT_RATE_LIMIT ? 20000 : is_free ? 200 : 20;
+	ht_track_nocancel();
 	for (int i = 0; i < rounds && !rec; i++) {
 		/* If the aggregator is free, drain this ring ourselves rather than
 		 * sleep: at exact rates that keeps every thread moving. */
@@ -168,6 +194,8 @@ static int enter(const struct sample *sm, uint64_t id)
 {
 	int r = ht_addrset_insert(sm->p, id);
 	int rounds = sm->rate < HT_EXACT_RATE_LIMIT ? 20000 : 1;
+	if (r == -ENOSPC)
+		ht_track_nocancel();
 	for (int i = 0; r == -ENOSPC && i < rounds; i++) {
 		if (ht_agg_trylock() == 0) {
 			int g = ht_agg_make_room();
@@ -233,6 +261,10 @@ static void sample_walk(void *arg)
 
 static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
 {
+	struct ht_tls *t = &ht_tls;
+	if (__builtin_expect(
+	            !t->thr || !atomic_load_explicit(&t->thr->ring_ready, memory_order_relaxed), 0))
+		ht_track_nocancel(); /* the thread's first set-up */
 	struct ht_thread *th = ht_thread_self();
 	if (!th || ht_thread_ring(th) != 0) {
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
@@ -280,13 +312,7 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 	uint64_t rate = t->gap_rate;
 	if (p && rate != 0 && !atomic_load_explicit(&ht_core.paused, memory_order_relaxed)) {
 		ht_busy_enter(t);
-		/* Never a cancellation point here (the ring may wait in
-		 * nanosleep); the state is kept for a busy section's recovery. */
-		int cs;
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
-		t->cancel_state = cs;
 		take_sample(p, n, rate, ra);
-		pthread_setcancelstate(cs, NULL);
 		ht_busy_exit(t);
 	}
 	t->gap_rate = now_rate;
@@ -305,6 +331,9 @@ void ht_track_free_event(uint64_t id)
 	int saved_errno = errno;
 	ht_track_recover(t);
 	ht_busy_enter(t);
+	if (__builtin_expect(
+	            !t->thr || !atomic_load_explicit(&t->thr->ring_ready, memory_order_relaxed), 0))
+		ht_track_nocancel();
 	struct ht_thread *th = ht_thread_self();
 	struct ht_ev_free *e = NULL;
 	if (th && ht_thread_ring(th) == 0)

@@ -30,6 +30,11 @@ enum ht_mode {
  * held is released and the thread is no longer busy. */
 bool ht_track_recover(struct ht_tls *t);
 
+/* Turn cancellation off for the rest of the thread's busy section, before
+ * a call that may be a cancellation point; turned back on as the outermost
+ * busy section ends (ht_busy_exit) or is found abandoned. */
+void ht_track_nocancel(void);
+
 /* First thing on the slow path. */
 enum ht_mode ht_track_enter(struct ht_tls *t);
 

@@ -28,6 +28,7 @@
 #include "fastunwind.h"
 #include "log.h"
 #include "mem.h"
+#include "track.h"
 #include "options.h"
 #include "thread.h"
 #include "tls.h"
@@ -399,6 +400,9 @@ libunwind_capture(struct ht_tls *t, uintptr_t *out, unsigned max, uintptr_t ra, 
 	 * included), then moved down over heaptap's own frames. */
 	void **buf = (void **)out;
 	int n;
+	/* libunwind is not heaptap's code: whatever it may call, cancellation
+	 * stays off while it runs (track.c). */
+	ht_track_nocancel();
 	if (t->unwinds < HT_UNWIND_STEPPED && !exact) {
 		t->unwinds++;
 		n = step_backtrace(buf, (int)(max + HT_UNWIND_SLACK));

@@ -19,6 +19,14 @@
  *                          (ctorlib_leak 777, ctorlib_thread_leak 888), 10
  *                          blocks each; dump while those threads live.
  *   rel_threads exitthread a thread calls exit(0) while 3 others allocate.
+ *   rel_threads nocancel N a thread with a cancellation request pending
+ *                          makes N malloc/free pairs (no cancellation point
+ *                          of its own) while the main thread dumps back to
+ *                          back (100,000 buckets to snapshot each time), so
+ *                          its ring fills and heaptap waits for
+ *                          room; it must finish all N and be cancelled only
+ *                          at its own pthread_testcancel (nocancel_done=1
+ *                          nocancel_pairs=N cancelled=1).
  * Each prints "expect <fn> <inuse_bytes> <inuse_objs> <alloc_bytes> <alloc_objs>"
  * lines (exact at HEAPTAP_RATE=1) and live_threads=<n> before its dump.
  */
@@ -285,6 +293,55 @@ static int mode_exitthread(void)
 		free(malloc(200));
 }
 
+static std::atomic<int> nc_ready{0}, nc_go{0}, nc_done{0};
+static std::atomic<long> nc_pairs{0};
+
+static void *t_nocancel(void *arg)
+{
+	long n = (long)(uintptr_t)arg;
+	nc_ready.store(1);
+	while (!nc_go.load())
+		; /* spin: sched_yield and the like are no cancellation points, but
+		   * nothing here may be one */
+	for (long i = 0; i < n; i++) {
+		void *volatile p = malloc(64 + (size_t)(i & 1023)); /* not elided */
+		free(p);
+		nc_pairs.store(i + 1, std::memory_order_relaxed);
+	}
+	nc_done.store(1);
+	pthread_testcancel();
+	return nullptr;
+}
+
+static int mode_nocancel(long n)
+{
+	/* 100,000 (stack, size) buckets make each dump hold the tables for a
+	 * while: the thread's ring fills meanwhile. */
+	for (size_t sz = 1; sz <= 100000; sz++) {
+		void *volatile p = malloc(sz);
+		free(p);
+	}
+	pthread_t t;
+	pthread_create(&t, nullptr, t_nocancel, (void *)(uintptr_t)n);
+	while (!nc_ready.load())
+		sched_yield();
+	pthread_cancel(t);
+	nc_go.store(1);
+	int dumps = 0;
+	while (!nc_done.load() && dumps < 2000) {
+		rel_dump();
+		dumps++;
+	}
+	void *ret;
+	pthread_join(t, &ret);
+	say("nocancel_done=%d", nc_done.load());
+	say("nocancel_pairs=%ld", nc_pairs.load());
+	say("cancelled=%d", ret == PTHREAD_CANCELED);
+	say("dumps_meanwhile=%d", dumps);
+	say("dump=%d", rel_dump());
+	return 0;
+}
+
 static void stop_ctor_threads(void)
 {
 	stop_flag.store(1);
@@ -305,6 +362,8 @@ int main(int argc, char **argv)
 		return mode_dtors(atoi(argv[2]));
 	if (argc >= 2 && strcmp(argv[1], "exitthread") == 0)
 		return mode_exitthread();
-	fprintf(stderr, "usage: rel_threads orders N | dtors N | ctor | exitthread\n");
+	if (argc >= 3 && strcmp(argv[1], "nocancel") == 0)
+		return mode_nocancel(atol(argv[2]));
+	fprintf(stderr, "usage: rel_threads orders N | dtors N | ctor | exitthread | nocancel N\n");
 	return 2;
 }

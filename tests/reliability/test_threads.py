@@ -15,6 +15,10 @@ At HEAPTAP_RATE=1 (exact counts):
   4. exit(0) from one thread while three others allocate, with
      HEAPTAP_AT_EXIT=1: ends promptly, exit status 0, the at-exit dump
      decodes completely.
+  5. a thread with a cancellation request pending allocates while the main
+     thread dumps back to back (its ring fills, heaptap waits for room):
+     heaptap is never a cancellation point, so the thread makes every pair
+     and is cancelled at its own pthread_testcancel.
 """
 import htlib
 import rlib
@@ -59,6 +63,20 @@ def body(ctx):
         finals = check_outdir(ctx, d, "exitthread #%d: " % (rep + 1), allow_tmp=True)
         ctx.check((p.pid, 1) in finals, "exitthread #%d: the at-exit dump is there" % (rep + 1),
                   str(sorted(finals)))
+
+    n = rlib.scale(300000, 3000000)
+    for rep in range(2):
+        d = ctx.tmpdir("threads-nocancel")
+        p = Proc(ctx, [prog, "nocancel", str(n)], outdir=d, stdin=False,
+                 env={"HEAPTAP_RATE": "1"})
+        p.wait(60)
+        v = p.values()
+        ctx.check(p.returncode == 0 and v.get("nocancel_done") == "1" and
+                  v.get("nocancel_pairs") == str(n) and v.get("cancelled") == "1",
+                  "nocancel #%d: a thread with a cancellation pending makes all %d pairs "
+                  "inside heaptap and is cancelled at its own pthread_testcancel "
+                  "(%s dumps meanwhile)" % (rep + 1, n, v.get("dumps_meanwhile")),
+                  p.transcript())
 
 
 if __name__ == "__main__":
