@@ -330,20 +330,27 @@ static void inuse_sub(struct szb *b, double w, uint64_t size)
 	live_samples--;
 }
 
-/* freed: the batch being drained frees the sample too (see below). */
-static void on_alloc(const struct ht_ev_alloc *e, bool freed)
+/* An ALLOC's counts: its weight added to its bucket's allocations. The
+ * bucket, or NULL (counted as dropped) when there is none. */
+static struct szb *alloc_counts(const struct ht_ev_alloc *e)
 {
 	double w = ht_sample_weight(e->size, e->rate);
 	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
 	struct szb *b = bucket(st, e->size);
 	if (!b) {
 		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
-		return;
+		return NULL;
 	}
 	b->an += w;
 	b->ab += w * (double)e->size;
-	if (freed)
-		return;
+	return b;
+}
+
+/* An ALLOC whose sample is still live as far as its ring says: in use
+ * from now on, its slot resolved to its bucket. */
+static void alloc_live(const struct ht_ev_alloc *e, struct szb *b)
+{
+	double w = ht_sample_weight(e->size, e->rate);
 	/* Freed already (the free was drained first)? Then it is not live. */
 	struct pend *p = NULL;
 	if (pendings) {
@@ -372,6 +379,13 @@ static void on_alloc(const struct ht_ev_alloc *e, bool freed)
 	inuse_add(b, w, e->size);
 }
 
+static void on_alloc(const struct ht_ev_alloc *e)
+{
+	struct szb *b = alloc_counts(e);
+	if (b)
+		alloc_live(e, b);
+}
+
 static void on_free(const struct ht_ev_free *e)
 {
 	if (e->id & RESOLVED) {
@@ -398,7 +412,7 @@ static void on_free(const struct ht_ev_free *e)
 void ht_agg_event(const struct ht_ev_hdr *h)
 {
 	if (h->kind == HT_EV_ALLOC)
-		on_alloc((const struct ht_ev_alloc *)h, false);
+		on_alloc((const struct ht_ev_alloc *)h);
 	else if (h->kind == HT_EV_FREE)
 		on_free((const struct ht_ev_free *)h);
 }
@@ -407,41 +421,35 @@ void ht_agg_event(const struct ht_ev_hdr *h)
  * and by the thread that took them: when a sample's FREE is in the same
  * batch as its ALLOC, the two only add to the alloc counts, with no record,
  * no slot to resolve (it is gone already) and no in-use to add and take
- * back (the same totals: at rate 1, integers either way). A first look over
- * the batch marks such frees by the sample's count in the thread (its ALLOC
- * is in the batch when the id has the thread's serial and a count from the
- * batch's first ALLOC on: counts only grow). */
-#define BATCH_BITS 16384 /* more than a ring's worth of ALLOCs */
-#define NO_BASE    UINT64_MAX
+ * back (the same totals: at rate 1, integers either way). So the batch is
+ * read once, in order: an ALLOC adds its counts and is put aside, by its
+ * count in the thread (ids carry the thread's serial and a count that only
+ * grows, so the batch's samples are numbered from its first ALLOC's); a
+ * FREE of a sample put aside marks it; a FREE of any other is taken out
+ * at once. At the end, before the ring gets the records back, the samples
+ * put aside and not freed become live. A thread's FREE always follows its
+ * own ALLOC in its ring: the block is not the program's before the ALLOC
+ * is written. */
+#define BATCH_MAX 8192 /* ALLOCs put aside; a 256 KiB ring holds at most 6,553 */
+#define NO_BASE   UINT64_MAX
 static struct {
 	uint64_t serial; /* the thread's, as ids carry it */
 	uint64_t base;   /* count of the batch's first ALLOC */
-	uint64_t top;    /* words of freed that may have a bit set */
-	uint64_t freed[BATCH_BITS / 64];
+	uint64_t n;      /* entries of aside[] that may be set */
+	uint64_t freed[BATCH_MAX / 64];
+	struct {
+		const struct ht_ev_alloc *e; /* NULL: no ALLOC of that count */
+		struct szb *b;
+	} aside[BATCH_MAX];
 } batch;
 
-/* The bit of a sample of this batch's thread that may be in the batch. */
+/* The entry of a sample of this batch's thread that may be in the batch. */
 static bool batch_bit(uint64_t id, uint64_t *bit)
 {
 	if (id >> HT_ID_COUNT_BITS != batch.serial || batch.base == NO_BASE)
 		return false; /* another thread's (or a resolved value: bit 63) */
 	*bit = (id & HT_ID_COUNT_MASK) - batch.base;
-	return *bit < BATCH_BITS;
-}
-
-static void batch_first(const struct ht_ev_hdr *h, void *arg)
-{
-	(void)arg;
-	uint64_t bit;
-	if (h->kind == HT_EV_ALLOC) {
-		const struct ht_ev_alloc *e = (const struct ht_ev_alloc *)h;
-		if (batch.base == NO_BASE && e->id >> HT_ID_COUNT_BITS == batch.serial)
-			batch.base = e->id & HT_ID_COUNT_MASK;
-	} else if (h->kind == HT_EV_FREE && batch_bit(((const struct ht_ev_free *)h)->id, &bit)) {
-		batch.freed[bit / 64] |= (uint64_t)1 << (bit % 64);
-		if (bit / 64 >= batch.top)
-			batch.top = bit / 64 + 1;
-	}
+	return *bit < BATCH_MAX;
 }
 
 static void batch_event(const struct ht_ev_hdr *h, void *arg)
@@ -450,25 +458,48 @@ static void batch_event(const struct ht_ev_hdr *h, void *arg)
 	uint64_t bit;
 	if (h->kind == HT_EV_ALLOC) {
 		const struct ht_ev_alloc *e = (const struct ht_ev_alloc *)h;
-		on_alloc(e, batch_bit(e->id, &bit) && (batch.freed[bit / 64] >> (bit % 64) & 1));
+		struct szb *b = alloc_counts(e);
+		if (!b)
+			return;
+		if (batch.base == NO_BASE && e->id >> HT_ID_COUNT_BITS == batch.serial)
+			batch.base = e->id & HT_ID_COUNT_MASK;
+		if (batch_bit(e->id, &bit)) {
+			batch.aside[bit].e = e;
+			batch.aside[bit].b = b;
+			if (bit >= batch.n)
+				batch.n = bit + 1;
+			return;
+		}
+		alloc_live(e, b);
 	} else if (h->kind == HT_EV_FREE) {
 		const struct ht_ev_free *e = (const struct ht_ev_free *)h;
-		if (batch_bit(e->id, &bit) && (batch.freed[bit / 64] >> (bit % 64) & 1)) {
+		if (batch_bit(e->id, &bit) && bit < batch.n && batch.aside[bit].e) {
 			/* Its ALLOC came before, in this batch: nothing to take
 			 * back. */
+			batch.freed[bit / 64] |= (uint64_t)1 << (bit % 64);
 			return;
 		}
 		on_free(e);
 	}
 }
 
+static void batch_end(void *arg)
+{
+	(void)arg;
+	for (uint64_t i = 0; i < batch.n; i++) {
+		if (batch.aside[i].e && !(batch.freed[i / 64] >> (i % 64) & 1))
+			alloc_live(batch.aside[i].e, batch.aside[i].b);
+		batch.aside[i].e = NULL;
+	}
+	memset(batch.freed, 0, (batch.n + 63) / 64 * sizeof(batch.freed[0]));
+	batch.n = 0;
+}
+
 static void drain_thread(struct ht_thread *th)
 {
 	batch.serial = th->serial & HT_ID_SERIAL_MASK;
 	batch.base = NO_BASE;
-	ht_ring_drain_twice(&th->ring, batch_first, batch_event, NULL);
-	memset(batch.freed, 0, batch.top * sizeof(batch.freed[0]));
-	batch.top = 0;
+	ht_ring_drain_batch(&th->ring, batch_event, batch_end, NULL);
 }
 
 /* ------------------------------------------- the table of sampled pointers */

@@ -30,5 +30,5 @@ void ht_ring_destroy(struct ht_ring *r)
 
 size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, void *), void *arg)
 {
-	return ht_ring_drain_twice(r, NULL, fn, arg);
+	return ht_ring_drain_batch(r, fn, NULL, arg);
 }

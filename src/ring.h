@@ -103,15 +103,19 @@ static inline void ht_ring_commit(struct ht_ring *r, void *rec)
 /* Consumer: visit every committed record; returns how many. */
 size_t ht_ring_drain(struct ht_ring *r, void (*fn)(const struct ht_ev_hdr *, void *), void *arg);
 
-/* The same, with a first look at the same records (`first`, when not
- * NULL) before any is visited with fn: the aggregator learns which of the
- * thread's samples the batch itself frees. Inline, so that a caller's
- * constant callbacks are called directly (at rate 1 this loop runs for
- * every event, twice). */
-static inline size_t ht_ring_visit_(const struct ht_ring *r, uint64_t head, uint64_t tail,
-                                    void (*fn)(const struct ht_ev_hdr *, void *), void *arg,
-                                    uint64_t *end)
+/* The same, for a consumer that keeps pointers into the records it
+ * visits: `end` (when not NULL) runs after the last record is visited and
+ * before the records are given back to the producer. Inline, so that a
+ * caller's constant callbacks are called directly (at rate 1 this loop runs
+ * for every event). */
+static inline size_t ht_ring_drain_batch(struct ht_ring *r,
+                                         void (*fn)(const struct ht_ev_hdr *, void *),
+                                         void (*end)(void *), void *arg)
 {
+	if (!r->data)
+		return 0;
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 	size_t n = 0;
 	while (head != tail) {
 		const struct ht_ev_hdr *h =
@@ -125,23 +129,9 @@ static inline size_t ht_ring_visit_(const struct ht_ring *r, uint64_t head, uint
 		}
 		head += len;
 	}
-	*end = head;
-	return n;
-}
-
-static inline size_t ht_ring_drain_twice(struct ht_ring *r,
-                                         void (*first)(const struct ht_ev_hdr *, void *),
-                                         void (*fn)(const struct ht_ev_hdr *, void *), void *arg)
-{
-	if (!r->data)
-		return 0;
-	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-	uint64_t end;
-	if (first)
-		ht_ring_visit_(r, head, tail, first, arg, &end);
-	size_t n = ht_ring_visit_(r, head, tail, fn, arg, &end);
-	atomic_store_explicit(&r->head, end, memory_order_release);
+	if (end)
+		end(arg);
+	atomic_store_explicit(&r->head, head, memory_order_release);
 	return n;
 }
 
