@@ -26,6 +26,8 @@
  * three quarters full it starts a migration to a table twice the size, which
  * moves a chunk of buckets on every drain (heaptap's thread keeps draining
  * until it is done), so no program thread waits for a whole table's move.
+ * Every table made here is uncounted while the rate is 1 and counted
+ * otherwise (addrset.h).
  */
 #include "agg.h"
 
@@ -460,6 +462,14 @@ static void drain_thread(struct ht_thread *th)
  * with the lock held, so a thread whose ring is full waits no longer. */
 #define MIGRATE_CHUNK 1024
 
+/* The kind of table the rate wants: at rate 1 nearly every free is of a
+ * sampled block, and counting keys at home would only cost each malloc and
+ * free a locked instruction more (addrset.h). */
+static bool counted_wanted(void)
+{
+	return atomic_load_explicit(&ht_core.rate, memory_order_relaxed) != 1;
+}
+
 /* Grow the table when the live samples would fill three quarters of the
  * current one (by the samples drained so far; the ones still in rings come
  * on top, which the quarter left covers for tables past a few rings'
@@ -469,8 +479,9 @@ static void drain_thread(struct ht_thread *th)
 static void table_upkeep(bool move)
 {
 	size_t cap = ht_addrset_capacity();
+	bool counted = counted_wanted();
 	if (cap && live_samples > cap / 4 * 3)
-		ht_addrset_grow(cap * 2); /* -EBUSY: sources all in use, they go first */
+		ht_addrset_grow(cap * 2, counted); /* -EBUSY: sources all in use, they go first */
 	if (move && ht_addrset_migrating())
 		ht_addrset_migrate(MIGRATE_CHUNK);
 }
@@ -492,7 +503,7 @@ int ht_agg_make_room(void)
 			return 0;
 	}
 	size_t cap = ht_addrset_capacity();
-	return cap ? ht_addrset_grow(cap * 2) : -ENOSPC;
+	return cap ? ht_addrset_grow(cap * 2, counted_wanted()) : -ENOSPC;
 }
 
 void ht_agg_drain_one(struct ht_thread *th)
