@@ -33,8 +33,8 @@
  * uncounted while the rate is 1, counted otherwise, and replaces one by the
  * other, through a migration, when the program changes the rate (agg.c).
  * A migration into a counted table counts each key as it arrives, so the
- * counts are right again once it is over; until then the uncounted source
- * answers "maybe" for everything, as before.
+ * counts are right again once it is over; until then the filter says
+ * "maybe", as during any migration.
  *
  * Growth: the table starts small and doubles by migration to a new table,
  * done a bucket at a time by the holder of the aggregation lock (agg.c),
@@ -119,25 +119,26 @@ static inline unsigned ht_addrset_homes(uintptr_t w, const void *p)
 }
 
 /* Fast pre-check for free(): false means "certainly not sampled". A table
- * word read with acquire comes with the meta words it names, and with the
- * sources set up before it; a source keeps counting the keys moved out of
- * it (an uncounted one says "maybe" for every key anyway), so a free() that
- * read the current word just before it became a source still answers
- * "maybe" for them. With no migration under way, the one load and one test
- * of the current word are all. */
+ * word read with acquire comes with the meta words it names. With no
+ * migration under way, the one load and one test of the current word are
+ * all: every live key is counted at its home in that table (an uncounted
+ * one says "maybe" for every pointer), and stays counted there should the
+ * table become a source meanwhile (a source keeps counting the keys moved
+ * out of it), so a free() that read the word just before a migration began
+ * still answers "maybe" for them. While one is under way the answer is
+ * "maybe" whatever the count says, and ht_addrset_remove() looks for the
+ * key: between this thread's reading of the current table's count and of
+ * the sources', a key could move from a source into the current table and
+ * the source be retired, so that no count read here would show it (the
+ * remove reads every table word again after its lookups, and looks again
+ * when they changed). Migrations are rare and short: the table doubles, or
+ * the rate went to or from 1. */
 static inline bool ht_addrset_maybe(const void *p)
 {
 	uintptr_t cur = atomic_load_explicit(&ht_addrset.cur, memory_order_acquire);
 	if (ht_addrset_homes(cur, p))
 		return true;
-	if (__builtin_expect(!(cur & HT_ADDRSET_MOVING), 1))
-		return false;
-	for (int i = 0; i < HT_ADDRSET_SOURCES; i++) {
-		uintptr_t w = atomic_load_explicit(&ht_addrset.src[i], memory_order_acquire);
-		if (w && ht_addrset_homes(w, p))
-			return true;
-	}
-	return false;
+	return __builtin_expect((cur & HT_ADDRSET_MOVING) != 0, 0);
 }
 
 /* Record p with its value (bit 63 clear: the sample's id, for the

@@ -14,7 +14,9 @@
  * false wherever none is); in an uncounted one, every low byte is still 1.
  * And a table is replaced by one of the same size and the other kind, as
  * heaptap_set_rate to or from 1 makes the aggregator do, while keys come
- * and go: the counts are rebuilt by the move into a counted table.
+ * and go: the counts are rebuilt by the move into a counted table. Last,
+ * free()'s filter is asked about live keys while their sources are retired
+ * under it, thousands of times.
  *
  * heaptap_core starts itself in this program too (its constructor), and its
  * thread drains and moves tables under the aggregation lock: the tests hold
@@ -259,8 +261,8 @@ static void grows(void **state)
 /* heaptap_set_rate to or from 1: the table is replaced by one of the same
  * size and the other kind while keys come and go, a few buckets moved at a
  * time. Throughout, every live key is found with its value, and maybe()
- * says "maybe" for every pointer while an uncounted table is the current
- * one or a source; after, the counts are exact (counted) or all 1. */
+ * says "maybe" for every pointer; after, the counts are exact (counted) or
+ * all 1. */
 static void switch_kind(bool from_counted)
 {
 	const size_t n = 12000;
@@ -289,7 +291,7 @@ static void switch_kind(bool from_counted)
 	unsigned steps = 0;
 	uintptr_t j = 0;
 	while (ht_addrset_migrating()) {
-		/* An uncounted table, current or source, answers for all. */
+		/* While a migration is under way the filter says "maybe". */
 		for (uintptr_t i = 0; i < n; i += 97)
 			assert_true(ht_addrset_maybe((void *)probe[i]));
 		/* Keys come and go mid-move: a removed key inserted again (a
@@ -438,6 +440,69 @@ static void concurrent_growth(void **state)
 	free(probe);
 }
 
+/* free()'s filter, and the remove behind it, against a source retired
+ * under them. Threads ask maybe() about their own keys over and over (one
+ * of them also removes its key and puts it back) while the main thread
+ * replaces a table of 16 buckets again and again, moving everything at
+ * once. A filter that read the current table's count before the key moved
+ * in and the sources after the source was retired (descheduled in between)
+ * would answer "not sampled": the window is a few instructions wide, and
+ * when the filter still read the sources itself, this saw it a few times a
+ * run. Counted tables replaced by counted ones, uncounted by counted ones
+ * (the rate leaving 1), and counted by uncounted ones. Each table costs two
+ * mappings that are never unmapped (a page each): 10000 of them. */
+#define CHECKERS 7
+#define CYCLING  1 /* of them, removes and inserts again */
+#define RETIRES  10000
+
+static _Atomic int checkers_stop;
+
+static void *checker(void *arg)
+{
+	uintptr_t k = (uintptr_t)arg;
+	const void *p = (const void *)(0x7f0000001000 + k * 0x1008);
+	uintptr_t bad = 0;
+	uint64_t val = 1, v;
+	if (ht_addrset_insert(p, val) != 0)
+		return (void *)(uintptr_t)1000000;
+	while (!atomic_load_explicit(&checkers_stop, memory_order_relaxed)) {
+		for (int i = 0; i < 64; i++)
+			bad += !ht_addrset_maybe(p);
+		if (k < CHECKERS - CYCLING)
+			continue;
+		if (!ht_addrset_remove(p, &v) || v != val)
+			bad++;
+		while (ht_addrset_insert(p, ++val) == -ENOSPC)
+			sched_yield();
+	}
+	if (!ht_addrset_remove(p, &v) || v != val)
+		bad++;
+	return (void *)bad;
+}
+
+static void maybe_across_retire(void **state)
+{
+	(void)state;
+	fresh(64, true);
+	atomic_store(&checkers_stop, 0);
+	pthread_t t[CHECKERS];
+	for (uintptr_t k = 0; k < CHECKERS; k++)
+		assert_int_equal(pthread_create(&t[k], NULL, checker, (void *)k), 0);
+	for (unsigned r = 0; r < RETIRES; r++) {
+		assert_int_equal(ht_addrset_grow(64, r % 3 != 1), 0);
+		finish_migration();
+	}
+	atomic_store(&checkers_stop, 1);
+	uintptr_t bad = 0;
+	for (int k = 0; k < CHECKERS; k++) {
+		void *b;
+		pthread_join(t[k], &b);
+		bad += (uintptr_t)b;
+	}
+	assert_int_equal(bad, 0);
+	check_meta(NULL, 0, NULL, 0);
+}
+
 static int hold_lock(void **state)
 {
 	(void)state;
@@ -478,6 +543,7 @@ int main(void)
 	        cmocka_unit_test(counted_to_uncounted),
 	        EACH_KIND(concurrent_growth),
 	        {"concurrent_growth alternating", concurrent_growth, NULL, NULL, &alternate},
+	        cmocka_unit_test(maybe_across_retire),
 	};
 	return cmocka_run_group_tests(tests, hold_lock, release_lock);
 }
