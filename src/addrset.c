@@ -53,6 +53,23 @@
  * free() that read the current word just before the table became a source
  * takes the slow path and finds its key where it went. That is 2 bytes per
  * 4 slots for each table ever made, and the tables only ever double.
+ *
+ * Counts (counted tables; addrset.h says what an uncounted one is). A table
+ * counts a key at its home before claiming a slot for it there (an insert,
+ * or a move into the table), and counts it out when the key leaves that
+ * slot other than by moving on: taken by its free, taken back by an insert
+ * that found the table no longer current, the pending copy of a key freed
+ * while frozen taken back by its move, or no slot found at all. A key moved
+ * on stays counted in its source (above). So each table's counts follow
+ * from what happens in its own slots, whatever the kind of the table at the
+ * other end of a move. A move from an uncounted source into a counted table
+ * counts every key as it lands, and so rebuilds the counts: they are exact
+ * once the last uncounted source is retired, when every live key has been
+ * inserted into a counted table or moved into one. A move from a counted
+ * source into an uncounted table leaves the source's counts as any move
+ * does. An uncounted table skips all of it: nothing changes its 1s, and it
+ * has no limit of 255 keys at one home (only the reach bounds where they
+ * go).
  */
 #include "addrset.h"
 
@@ -84,7 +101,7 @@ struct empty_tab {
 _Static_assert(offsetof(struct empty_tab, meta) == HT_ADDRTAB_HDR,
                "meta words follow the descriptor at HT_ADDRTAB_HDR");
 _Static_assert(sizeof(struct ht_addrtab) <= HT_ADDRTAB_HDR, "the descriptor fits its header");
-static struct empty_tab empty = {.t = {.nb = 2, .shift = 63}};
+static struct empty_tab empty = {.t = {.nb = 2, .shift = 63, .counted = true}};
 
 /* The shift rides in the low bits of the 128-byte aligned descriptor's
  * address: + is | here, and a static initialiser can add. */
@@ -166,7 +183,7 @@ static bool count_up(_Atomic uint16_t *m)
 
 static void count_down(const struct ht_addrtab *t, uintptr_t p)
 {
-	if (t)
+	if (t && t->counted)
 		atomic_fetch_sub(meta_of(t, p), 1);
 }
 
@@ -179,14 +196,16 @@ static void raise_reach(_Atomic uint16_t *m, unsigned d)
 }
 
 /* Put {stored, val} in the first empty slot at or after p's home. The slot,
- * or NULL when there is none within reach (or 255 keys share the home). The
- * reach is raised after the slot is taken: whoever looks for this key does
- * so only after the insert has returned, or through a marker written after. */
+ * or NULL when there is none within reach (or 255 keys share the home of a
+ * counted table). The reach is raised after the slot is taken: whoever looks
+ * for this key does so only after the insert has returned, or through a
+ * marker written after. The count goes up before: a key in a slot is never
+ * uncounted, so no free() filtering on the count can miss it. */
 static struct ht_addrslot *tab_insert(struct ht_addrtab *t, uintptr_t p, uintptr_t stored,
                                       uint64_t val)
 {
 	_Atomic uint16_t *m = meta_of(t, p);
-	if (!count_up(m))
+	if (t->counted && !count_up(m))
 		return NULL;
 	uint64_t h = ht_addrset_hash(p, t->shift);
 	uint64_t reach = t->nb < MAX_DISP + 1 ? t->nb : MAX_DISP + 1;
@@ -203,7 +222,7 @@ static struct ht_addrslot *tab_insert(struct ht_addrtab *t, uintptr_t p, uintptr
 			}
 		}
 	}
-	atomic_fetch_sub(m, 1);
+	count_down(t, p);
 	return NULL;
 }
 
@@ -213,9 +232,11 @@ static struct ht_addrslot *tab_find(const struct ht_addrtab *t, uintptr_t p, uns
 {
 	if (!t->slots)
 		return NULL;
+	/* Counted: no key has its home there, in any form. An uncounted
+	 * table's low bytes are 1: it looks within the reach every time. */
 	uint16_t m = atomic_load(meta_of(t, p));
 	if ((m & 0xff) == 0)
-		return NULL; /* no key has its home there, in any form */
+		return NULL;
 	uint64_t h = ht_addrset_hash(p, t->shift);
 	for (unsigned d = 0; d <= (unsigned)(m >> 8); d++) {
 		struct ht_addrslot *b = bucket_at(t, h + d);
@@ -299,7 +320,7 @@ static bool view_same(const uintptr_t *w, int n)
 
 /* --------------------------------------------------------------- tables */
 
-static struct ht_addrtab *tab_new(size_t slots)
+static struct ht_addrtab *tab_new(size_t slots, bool counted)
 {
 	uint64_t nb = 2;
 	unsigned bits = 1;
@@ -324,22 +345,32 @@ static struct ht_addrtab *tab_new(size_t slots)
 	t->slots = s;
 	t->slot_bytes = slot_bytes;
 	t->meta_bytes = meta_bytes;
+	t->counted = counted;
+	if (!counted) {
+		/* Plain stores, before any thread can see the table (the word
+		 * that publishes it comes after): its meta words are all 1
+		 * from the start, and for good. They are all resident at once,
+		 * 2 bytes per 4 slots. */
+		uint16_t *meta = (uint16_t *)((char *)m + HT_ADDRTAB_HDR);
+		for (uint64_t b = 0; b < nb; b++)
+			meta[b] = 1;
+	}
 	t->gen = ++generations;
 	t->all = atomic_load_explicit(&all_tables, memory_order_relaxed);
 	atomic_store_explicit(&all_tables, t, memory_order_release);
 	return t;
 }
 
-int ht_addrset_init(size_t slots)
+int ht_addrset_init(size_t slots, bool counted)
 {
 	long pg = sysconf(_SC_PAGESIZE);
 	if (pg > 0)
 		page = (size_t)pg;
-	struct ht_addrtab *t = tab_new(slots);
+	struct ht_addrtab *t = tab_new(slots, counted);
 	if (!t)
 		return -ENOMEM;
-	/* The descriptor and its zeroed meta words are written before the word
-	 * that makes lookups use them. */
+	/* The descriptor and its meta words (zeros, or all 1 uncounted) are
+	 * written before the word that makes lookups use them. */
 	atomic_store(&ht_addrset.cur, word(t));
 	return 0;
 }
@@ -353,6 +384,11 @@ size_t ht_addrset_capacity(void)
 bool ht_addrset_migrating(void)
 {
 	return (atomic_load(&ht_addrset.cur) & HT_ADDRSET_MOVING) != 0;
+}
+
+bool ht_addrset_counted(void)
+{
+	return tab(atomic_load(&ht_addrset.cur))->counted;
 }
 
 /* ------------------------------------------------------- program threads */
@@ -438,7 +474,7 @@ static int oldest_source(void)
 	return best;
 }
 
-int ht_addrset_grow(size_t slots)
+int ht_addrset_grow(size_t slots, bool counted)
 {
 	if (slots > MAX_BUCKETS * WAYS)
 		return -ENOSPC; /* as large as it gets */
@@ -448,7 +484,7 @@ int ht_addrset_grow(size_t slots)
 			free_i = i;
 	if (free_i < 0)
 		return -EBUSY;
-	struct ht_addrtab *n = tab_new(slots);
+	struct ht_addrtab *n = tab_new(slots, counted);
 	if (!n)
 		return -ENOMEM;
 	/* The source first: a thread that sees the new current word sees

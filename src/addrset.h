@@ -22,6 +22,20 @@
  * three quarters full (agg.c): 16.5 bytes per slot with the meta words, so
  * 22 to 44 bytes per live sample, nothing fixed beyond the first 256 KiB.
  *
+ * Uncounted tables. At rate 1 every block is sampled, so the filter never
+ * says "not sampled" to anything but a block heaptap could not sample, and
+ * keeping the counts costs every malloc and every free a locked
+ * read-modify-write of the meta word. A table made uncounted has the low
+ * byte of every meta word set to 1 when it is made, and nothing changes it
+ * after: inserts, removes and moves in or out of it leave it be. The filter
+ * then answers "maybe" for every pointer, with no change to its code; the
+ * high byte is kept as in a counted table. The aggregator makes a table
+ * uncounted while the rate is 1, counted otherwise, and replaces one by the
+ * other, through a migration, when the program changes the rate (agg.c).
+ * A migration into a counted table counts each key as it arrives, so the
+ * counts are right again once it is over; until then the filter says
+ * "maybe", as during any migration.
+ *
  * Growth: the table starts small and doubles by migration to a new table,
  * done a bucket at a time by the holder of the aggregation lock (agg.c),
  * while program threads go on inserting, freeing and checking without
@@ -56,6 +70,7 @@ struct ht_addrslot {
 struct ht_addrtab {
 	uint64_t nb;               /* buckets, a power of two */
 	unsigned shift;            /* 64 - log2(nb) */
+	bool counted;              /* low bytes count keys at home; else all 1, for good */
 	struct ht_addrslot *slots; /* nb * WAYS, a mapping of their own */
 	size_t slot_bytes, meta_bytes;
 	uint64_t gen;           /* creation order: sources are emptied oldest first */
@@ -82,15 +97,17 @@ struct ht_addrset {
 extern struct ht_addrset ht_addrset;
 
 /* Set up the first table, room for `slots` entries (rounded up to a power
- * of two). 0 or -ENOMEM. Before it, the set is empty and refuses inserts. */
-int ht_addrset_init(size_t slots);
+ * of two), counted or not (above). 0 or -ENOMEM. Before it, the set is
+ * empty and refuses inserts. */
+int ht_addrset_init(size_t slots, bool counted);
 
 static inline uint64_t ht_addrset_hash(uintptr_t p, unsigned shift)
 {
 	return ((uint64_t)(p >> 3) * 0x9E3779B97F4A7C15ull) >> shift;
 }
 
-/* Live keys whose home in table word w is p's home bucket (0 = none). */
+/* Live keys whose home in table word w is p's home bucket (0 = none); 1,
+ * whatever is there, in an uncounted table. */
 static inline unsigned ht_addrset_homes(uintptr_t w, const void *p)
 {
 	const _Atomic uint16_t *meta =
@@ -102,24 +119,26 @@ static inline unsigned ht_addrset_homes(uintptr_t w, const void *p)
 }
 
 /* Fast pre-check for free(): false means "certainly not sampled". A table
- * word read with acquire comes with the meta words it names, and with the
- * sources set up before it; a source keeps counting the keys moved out of
- * it, so a free() that read the current word just before it became a
- * source still answers "maybe" for them. With no migration under way, the
- * one load and one test of the current word are all. */
+ * word read with acquire comes with the meta words it names. With no
+ * migration under way, the one load and one test of the current word are
+ * all: every live key is counted at its home in that table (an uncounted
+ * one says "maybe" for every pointer), and stays counted there should the
+ * table become a source meanwhile (a source keeps counting the keys moved
+ * out of it), so a free() that read the word just before a migration began
+ * still answers "maybe" for them. While one is under way the answer is
+ * "maybe" whatever the count says, and ht_addrset_remove() looks for the
+ * key: between this thread's reading of the current table's count and of
+ * the sources', a key could move from a source into the current table and
+ * the source be retired, so that no count read here would show it (the
+ * remove reads every table word again after its lookups, and looks again
+ * when they changed). Migrations are rare and short: the table doubles, or
+ * the rate went to or from 1. */
 static inline bool ht_addrset_maybe(const void *p)
 {
 	uintptr_t cur = atomic_load_explicit(&ht_addrset.cur, memory_order_acquire);
 	if (ht_addrset_homes(cur, p))
 		return true;
-	if (__builtin_expect(!(cur & HT_ADDRSET_MOVING), 1))
-		return false;
-	for (int i = 0; i < HT_ADDRSET_SOURCES; i++) {
-		uintptr_t w = atomic_load_explicit(&ht_addrset.src[i], memory_order_acquire);
-		if (w && ht_addrset_homes(w, p))
-			return true;
-	}
-	return false;
+	return __builtin_expect((cur & HT_ADDRSET_MOVING) != 0, 0);
 }
 
 /* Record p with its value (bit 63 clear: the sample's id, for the
@@ -136,16 +155,19 @@ bool ht_addrset_remove(const void *p, uint64_t *val);
  * reports the id). */
 bool ht_addrset_resolve(const void *p, uint64_t id, uint64_t val);
 
-/* Slots of the current table, and whether a migration is under way. */
+/* Slots of the current table, whether a migration is under way, and
+ * whether the current table is counted. */
 size_t ht_addrset_capacity(void);
 bool ht_addrset_migrating(void);
+bool ht_addrset_counted(void);
 
 /* Aggregation lock held. Make a new current table of `slots` entries (a
- * power of two) and start moving everything into it: the current table
- * becomes a source, beside any still being emptied. 0; -EBUSY when there
- * are HT_ADDRSET_SOURCES sources already; -ENOSPC past 2^30 slots;
- * -ENOMEM. */
-int ht_addrset_grow(size_t slots);
+ * power of two), counted or not, and start moving everything into it: the
+ * current table becomes a source, beside any still being emptied. The same
+ * size as the current one replaces a counted table by an uncounted one or
+ * the reverse. 0; -EBUSY when there are HT_ADDRSET_SOURCES sources already;
+ * -ENOSPC past 2^30 slots; -ENOMEM. */
+int ht_addrset_grow(size_t slots, bool counted);
 
 /* Aggregation lock held. Move up to `buckets` buckets out of the oldest
  * source; retire each source once empty. Returns the buckets left to move

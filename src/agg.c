@@ -26,6 +26,10 @@
  * three quarters full it starts a migration to a table twice the size, which
  * moves a chunk of buckets on every drain (heaptap's thread keeps draining
  * until it is done), so no program thread waits for a whole table's move.
+ * Every table made here is uncounted while the rate is 1 and counted
+ * otherwise (addrset.h); when the program sets the rate to or from 1, the
+ * next drain with no migration under way starts one to a table of the same
+ * size and the other kind.
  */
 #include "agg.h"
 
@@ -508,17 +512,32 @@ static void drain_thread(struct ht_thread *th)
  * with the lock held, so a thread whose ring is full waits no longer. */
 #define MIGRATE_CHUNK 1024
 
+/* The kind of table the rate wants: at rate 1 nearly every free is of a
+ * sampled block, and counting keys at home would only cost each malloc and
+ * free a locked instruction more (addrset.h). */
+static bool counted_wanted(void)
+{
+	return atomic_load_explicit(&ht_core.rate, memory_order_relaxed) != 1;
+}
+
 /* Grow the table when the live samples would fill three quarters of the
  * current one (by the samples drained so far; the ones still in rings come
  * on top, which the quarter left covers for tables past a few rings'
  * worth). It doubles: a live sample then costs 16 bytes / load plus 2 bytes
  * per 4 slots of meta, 22 to 44 bytes. Should a migration not be over by
- * then, the current table joins its sources and the next size takes over. */
+ * then, the current table joins its sources and the next size takes over.
+ * A table of the wrong kind for the rate (the program called
+ * heaptap_set_rate to or from 1) is replaced by one of the same size, once
+ * no migration is under way: one at a time, so a rate going back and forth
+ * never piles up sources (a growth meanwhile makes the kind wanted then). */
 static void table_upkeep(bool move)
 {
 	size_t cap = ht_addrset_capacity();
+	bool counted = counted_wanted();
 	if (cap && live_samples > cap / 4 * 3)
-		ht_addrset_grow(cap * 2); /* -EBUSY: sources all in use, they go first */
+		ht_addrset_grow(cap * 2, counted); /* -EBUSY: sources all in use, they go first */
+	else if (cap && !ht_addrset_migrating() && ht_addrset_counted() != counted)
+		ht_addrset_grow(cap, counted);
 	if (move && ht_addrset_migrating())
 		ht_addrset_migrate(MIGRATE_CHUNK);
 }
@@ -540,7 +559,7 @@ int ht_agg_make_room(void)
 			return 0;
 	}
 	size_t cap = ht_addrset_capacity();
-	return cap ? ht_addrset_grow(cap * 2) : -ENOSPC;
+	return cap ? ht_addrset_grow(cap * 2, counted_wanted()) : -ENOSPC;
 }
 
 void ht_agg_drain_one(struct ht_thread *th)

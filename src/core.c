@@ -97,7 +97,9 @@ static void atfork_child(void)
  * the live samples (agg.c). 4096 buckets keep free()'s filter as sharp as
  * the table of fixed size it replaces at the default rate (a false "maybe"
  * for about 1 free in 4096 per live sample), and cost 256 KiB of address
- * space, resident only where samples land. */
+ * space, resident only where samples land. At rate 1 it is uncounted
+ * (addrset.h): nearly every free is of a sample, so the filter would say
+ * "maybe" anyway, and its meta words (8 KiB) are resident from the start. */
 #define ADDRSET_FIRST_SLOTS ((size_t)1 << 14)
 
 static int init_slow(void)
@@ -113,7 +115,7 @@ static int init_slow(void)
 		ht_log("cannot reserve memory of its own; heaptap is off for this process");
 		return HT_INERT;
 	}
-	if (ht_addrset_init(ADDRSET_FIRST_SLOTS) != 0) {
+	if (ht_addrset_init(ADDRSET_FIRST_SLOTS, atomic_load(&ht_core.rate) != 1) != 0) {
 		ht_log("cannot allocate the sampled-block table; heaptap is off for this process");
 		return HT_INERT;
 	}
