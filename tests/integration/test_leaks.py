@@ -197,9 +197,9 @@ def pic_cache(ctx, s, tag, run, exact):
     c = s.site("cache_insert")
     ctx.note(tag + "cache_insert MiB: " + fmt_series(c))
     if exact:
-        cap = 32 * MIB + (512 << 10)  # the cap counts values, not entry headers
-        first_full = next((i for i, v in enumerate(c) if v >= 30 * MIB), None)
-        ctx.check(max(c) <= cap, tag + "subject: cache_insert never above its 32 MiB cap (+ headers)",
+        cap = 512 * MIB + (8 << 20)  # the cap counts values, not entry headers
+        first_full = next((i for i, v in enumerate(c) if v >= 480 * MIB), None)
+        ctx.check(max(c) <= cap, tag + "subject: cache_insert never above its 512 MiB cap (+ headers)",
                   fmt_series(c))
         ctx.check(first_full is not None and first_full <= s.n * 0.4,
                   tag + "subject: the cache is full within the first 40% of the dumps",
