@@ -821,14 +821,6 @@ void ht_fastunwind_note_own(uintptr_t lo, uintptr_t hi)
 	own_span = hi - lo;
 }
 
-/* The first of pc[from, to) that may be heaptap's own, else to. */
-static unsigned first_own(const uintptr_t *pc, unsigned from, unsigned to)
-{
-	while (from < to && pc[from] - 1 - own_min >= own_span)
-		from++;
-	return from;
-}
-
 /* Read the 8-byte aligned stack word at a (so never across a page) outside
  * the thread's known stack: the page's readability from unwind.c's probe
  * (remembered there), the last page checked remembered in *page. */
@@ -889,7 +881,21 @@ static __attribute__((noinline)) int step_slow(uintptr_t pc, uint64_t w, uint32_
  * is written into the other while this one is still matched against. */
 #define PREFIX_FRAMES 80
 
-enum { PF_CFA_RBP = 1, PF_DEP = 2 };
+/* A frame's own step: its CFA is rbp's; it leaves rbp as it found it (no
+ * slot; set too on a last frame, never stepped); the walk from it on
+ * reads rbp (mark_dep). */
+enum { PF_CFA_RBP = 1, PF_SAME_RBP = 2, PF_DEP = 4 };
+
+/* One frame, with what the step into it (from the frame below) read: its
+ * return address at sp - 8 and the word at in_addr, holding in_chk: rbp's
+ * slot; with no slot, the return address again (sp - 8, pc), so that
+ * re-reading is the same for every frame. Frame 0's in_* are not used.
+ * One record per frame, the second address whole: re-reading a stack is
+ * one stream through one pointer, two loads and a compare per word. */
+struct pframe {
+	uintptr_t pc, sp, rbp, in_addr, in_chk;
+	uint8_t flags;
+};
 
 struct pstack {
 	uint32_t n;      /* frames */
@@ -898,14 +904,16 @@ struct pstack {
 	bool ended;      /* the stack ended after frame n-1; else it was cut */
 	uint32_t own_at; /* the first frame that may be heaptap's own (first_own), else n */
 	uintptr_t top;   /* every word read lies below it */
-	uintptr_t pc[PREFIX_FRAMES], sp[PREFIX_FRAMES], rbp[PREFIX_FRAMES];
-	/* The second word frame k's step read: rbp's slot, at sp[k+1] -
-	 * chk_at[k], holding chk[k]; with no slot, the return address again
-	 * (8, pc[k+1]), so that re-reading is the same for every frame. */
-	uintptr_t chk[PREFIX_FRAMES];
-	uint16_t chk_at[PREFIX_FRAMES];
-	uint8_t flags[PREFIX_FRAMES]; /* PF_*: PF_DEP, the walk from here reads rbp */
+	struct pframe f[PREFIX_FRAMES];
 };
+
+/* The first of f[from, to) that may be heaptap's own, else to. */
+static unsigned first_own(const struct pframe *f, unsigned from, unsigned to)
+{
+	while (from < to && f[from].pc - 1 - own_min >= own_span)
+		from++;
+	return from;
+}
 
 struct ht_fu_prefix {
 	unsigned cur;
@@ -951,9 +959,9 @@ static void mark_dep(struct pstack *ps, unsigned from, unsigned to, bool dep_to)
 {
 	bool dep = dep_to;
 	for (unsigned k = to; k-- > from;) {
-		/* With no rbp slot, chk_at is 8 (see struct pstack). */
-		dep = (ps->flags[k] & PF_CFA_RBP) || (ps->chk_at[k] == 8 && dep);
-		ps->flags[k] = (uint8_t)((ps->flags[k] & PF_CFA_RBP) | (dep ? PF_DEP : 0));
+		uint8_t fl = ps->f[k].flags;
+		dep = (fl & PF_CFA_RBP) || ((fl & PF_SAME_RBP) && dep);
+		ps->f[k].flags = (uint8_t)((fl & ~PF_DEP) | (dep ? PF_DEP : 0));
 	}
 }
 
@@ -969,18 +977,16 @@ static inline __attribute__((always_inline)) int reuse(const struct pstack *old,
 	if (avail < need && !old->ended)
 		return -1;
 	unsigned take = avail < need ? avail : need;
-	/* Frame k's step read the return address below sp[k+1] and the word
-	 * chk_at[k] below it. Independent loads, all or nothing; each frame
-	 * is copied out on the way (a separate memcpy was a libc call for a
-	 * few words). */
-	const uintptr_t *sp = old->sp + c + 1, *pc = old->pc + c + 1, *chk = old->chk + c;
-	const uint16_t *at = old->chk_at + c;
+	/* The steps into frames c+1 .. c+take-1: independent loads, all or
+	 * nothing; each frame is copied out on the way (a separate memcpy was
+	 * a libc call for a few words). */
+	const struct pframe *f = old->f + c + 1, *end = old->f + c + take;
 	uintptr_t diff = 0, *to = out + i + 1;
-	for (unsigned k = 0; k + 1 < take; k++) {
-		uintptr_t p = pc[k];
-		diff |= (*(const uintptr_t *)(sp[k] - 8) ^ p) |
-		        (*(const uintptr_t *)(sp[k] - at[k]) ^ chk[k]);
-		to[k] = p;
+	for (; f < end; f++, to++) {
+		uintptr_t p = f->pc, sp = f->sp;
+		diff |= (*(const uintptr_t *)(sp - 8) ^ p) |
+		        (*(const uintptr_t *)f->in_addr ^ f->in_chk);
+		*to = p;
 	}
 	return diff ? -1 : (int)(i + take);
 }
@@ -990,7 +996,7 @@ static inline __attribute__((always_inline)) int reuse(const struct pstack *old,
 static void publish(struct ht_fu_prefix *p, struct pstack *ps, unsigned fresh, bool dep_next)
 {
 	mark_dep(ps, 0, fresh, dep_next);
-	ps->top = ps->sp[ps->n - 1];
+	ps->top = ps->f[ps->n - 1].sp;
 	/* The compiler must not sink the stores above below this one: a
 	 * signal handler's capture in between is not possible (the thread is
 	 * busy), but a siglongjmp out of one leaves ps unpublished. */
@@ -1008,13 +1014,11 @@ static unsigned keep_walk(struct ht_fu_prefix *pf, struct pstack *ps, unsigned n
 {
 	if (!ps || n > PREFIX_FRAMES)
 		return 0;
-	ps->chk_at[n - 1] = 8;
-	ps->chk[n - 1] = 0;
-	ps->flags[n - 1] = 0;
+	ps->f[n - 1].flags = PF_SAME_RBP;
 	ps->n = n;
 	ps->gen = gen;
 	ps->ended = ended;
-	ps->own_at = first_own(ps->pc, 0, n);
+	ps->own_at = first_own(ps->f, 0, n);
 	publish(pf, ps, n, dep_end);
 	return ps->own_at;
 }
@@ -1034,43 +1038,41 @@ static unsigned keep_prefix(struct ht_fu_prefix *pf, const struct pstack *old, u
 			return o->own_at;
 		o->valid = false;
 		atomic_signal_fence(memory_order_release);
-		memcpy(o->pc, ps->pc, c * sizeof(uintptr_t));
-		memcpy(o->sp, ps->sp, c * sizeof(uintptr_t));
-		memcpy(o->rbp, ps->rbp, c * sizeof(uintptr_t));
-		memcpy(o->chk, ps->chk, c * sizeof(uintptr_t));
-		memcpy(o->chk_at, ps->chk_at, c * sizeof(uint16_t));
-		memcpy(o->flags, ps->flags, c);
+		/* Frames [0, c) and the step into c, walked now. */
+		memcpy(o->f, ps->f, c * sizeof(struct pframe));
+		o->f[c].in_chk = ps->f[c].in_chk;
+		o->f[c].in_addr = ps->f[c].in_addr;
 		/* The first own frame: among the new ones, else old's if it lay
 		 * past them, else looked for in what stayed. */
-		at = first_own(o->pc, 0, c);
+		at = first_own(o->f, 0, c);
 		if (at == c)
-			at = o->own_at >= c ? o->own_at : first_own(o->pc, c, o->n);
+			at = o->own_at >= c ? o->own_at : first_own(o->f, c, o->n);
 		o->own_at = at;
-		publish(pf, o, c, o->flags[c] & PF_DEP);
+		publish(pf, o, c, o->f[c].flags & PF_DEP);
 		return at;
 	}
 	if (i + tail > PREFIX_FRAMES)
 		return 0;
-	memcpy(ps->pc + i, old->pc + c, tail * sizeof(uintptr_t));
-	memcpy(ps->sp + i, old->sp + c, tail * sizeof(uintptr_t));
-	memcpy(ps->rbp + i, old->rbp + c, tail * sizeof(uintptr_t));
-	memcpy(ps->chk + i, old->chk + c, tail * sizeof(uintptr_t));
-	memcpy(ps->chk_at + i, old->chk_at + c, tail * sizeof(uint16_t));
-	memcpy(ps->flags + i, old->flags + c, tail);
+	/* Frame i is old's frame c, but for the step into it, walked now. */
+	struct pframe *fi = &ps->f[i];
+	const struct pframe *fc = &old->f[c];
+	fi->pc = fc->pc;
+	fi->sp = fc->sp;
+	fi->rbp = fc->rbp;
+	fi->flags = fc->flags;
+	memcpy(fi + 1, fc + 1, (tail - 1) * sizeof(struct pframe));
 	ps->n = d;
 	ps->gen = gen;
 	/* Cut short of old's end: the last frame kept was not stepped. */
 	ps->ended = tail == old->n - c && old->ended;
-	if (!ps->ended) {
-		ps->chk_at[d - 1] = 8;
-		ps->flags[d - 1] &= PF_CFA_RBP;
-	}
-	at = first_own(ps->pc, 0, i);
+	if (!ps->ended)
+		ps->f[d - 1].flags = (uint8_t)((ps->f[d - 1].flags & PF_CFA_RBP) | PF_SAME_RBP);
+	at = first_own(ps->f, 0, i);
 	if (at == i)
 		at = old->own_at >= c ? i + (old->own_at - c < tail ? old->own_at - c : tail)
-		                      : first_own(ps->pc, i, d);
+		                      : first_own(ps->f, i, d);
 	ps->own_at = at;
-	publish(pf, ps, i, old->flags[c] & PF_DEP);
+	publish(pf, ps, i, fc->flags & PF_DEP);
 	return at;
 }
 
@@ -1106,9 +1108,9 @@ static __attribute__((noinline)) int walk_on(uintptr_t *out, unsigned n_max,
 	for (;;) {
 		if (ps) {
 			if (n < PREFIX_FRAMES) {
-				ps->pc[n] = pc;
-				ps->sp[n] = sp;
-				ps->rbp[n] = rbp;
+				ps->f[n].pc = pc;
+				ps->f[n].sp = sp;
+				ps->f[n].rbp = rbp;
 			} else {
 				ps = NULL;
 			}
@@ -1118,10 +1120,10 @@ static __attribute__((noinline)) int walk_on(uintptr_t *out, unsigned n_max,
 			break;
 		if (old) {
 			/* Both stacks' sp only grow: merge. */
-			while (c < old->n && old->sp[c] < sp)
+			while (c < old->n && old->f[c].sp < sp)
 				c++;
-			if (c < old->n && old->sp[c] == sp && old->pc[c] == pc &&
-			    (!(old->flags[c] & PF_DEP) || old->rbp[c] == rbp)) {
+			if (c < old->n && old->f[c].sp == sp && old->f[c].pc == pc &&
+			    (!(old->f[c].flags & PF_DEP) || old->f[c].rbp == rbp)) {
 				int d = reuse(old, c, out, n - 1, n_max);
 				if (d >= 0) {
 					if (ps)
@@ -1172,10 +1174,15 @@ static __attribute__((noinline)) int walk_on(uintptr_t *out, unsigned n_max,
 				return -EFAULT;
 			ps = NULL; /* reusing it needs every word in the range */
 		}
-		if (ps && n <= PREFIX_FRAMES) {
-			ps->chk_at[n - 1] = (uint16_t)(save ? save : 8);
-			ps->chk[n - 1] = save ? rbp : pc;
-			ps->flags[n - 1] = cfa_rbp ? PF_CFA_RBP : 0;
+		if (ps) {
+			/* Frame n-1's step, and what it read into frame n (when
+			 * that fits: else ps is dropped with it). */
+			ps->f[n - 1].flags =
+			        (uint8_t)((cfa_rbp ? PF_CFA_RBP : 0) | (save ? 0 : PF_SAME_RBP));
+			if (n < PREFIX_FRAMES) {
+				ps->f[n].in_addr = cfa - (save ? save : 8);
+				ps->f[n].in_chk = save ? rbp : pc;
+			}
 		}
 		sp = cfa;
 		/* As libunwind: a return address this low ends the stack. */
@@ -1248,8 +1255,8 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
 		old = &pf->s[pf->cur];
 		if (!old->valid || old->gen != gen || old->top > hi || !old->n) {
 			old = NULL;
-		} else if (old->sp[0] == sp && old->pc[0] == pc &&
-		           (!(old->flags[0] & PF_DEP) || old->rbp[0] == rbp)) {
+		} else if (old->f[0].sp == sp && old->f[0].pc == pc &&
+		           (!(old->f[0].flags & PF_DEP) || old->f[0].rbp == rbp)) {
 			/* The previous stack again from its first frame (a loop
 			 * that allocates): re-read, and it stays the previous
 			 * stack as it is, a cut one included (it says no more
