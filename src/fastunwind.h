@@ -24,7 +24,8 @@ struct ht_thread;
 void ht_fastunwind_init(void);
 
 /* Say where heaptap's own text lies, [lo, hi) around all of it (unwind.c,
- * at start-up): frames there may be left out of a stack, the others never. */
+ * once, before any walk: the bounds are remembered with the stacks walked):
+ * frames there may be left out of a stack, the others never. */
 void ht_fastunwind_note_own(uintptr_t lo, uintptr_t hi);
 
 /* Walk the calling thread's stack from fp, the frame pointer of a function
