@@ -51,7 +51,7 @@ enum ht_stack_where { HT_STACK_HERE, HT_STACK_OWN, HT_STACK_NONE };
  * less than HT_STACK_NEED_HERE below it. */
 enum ht_stack_where ht_stack_where_off(struct ht_thread *th);
 
-/* Inline: the usual answer, HERE on a thread's roomy stack, is three
+/* Inline: the usual answer, HERE on a thread's roomy stack, is a few
  * compares on every sample (at rate 1, every allocation), with no call. */
 static inline enum ht_stack_where ht_stack_where(struct ht_thread *th)
 {
