@@ -13,7 +13,9 @@
  *     RESULT bench=capture unwinder=<u> frames=<N> metric=ns value=<x>
  * u: own (heaptap's walker as it runs: the thread's previous stack
  * re-verified), own_rules_only (every frame stepped with the rule cache)
- * and libunwind (unw_backtrace with its per-thread cache).
+ * and libunwind (unw_backtrace with its per-thread cache). Last, own again
+ * from a shallow stack (the loop called from main, as bench_malloc's
+ * allocations are): what a capture costs beyond the frames themselves.
  * Usage: bench_capture [ms per window] (default 200).
  */
 #include "common.h"
@@ -144,5 +146,9 @@ int main(int argc, char **argv)
 	       own_depth, rules);
 	printf("RESULT bench=capture unwinder=libunwind frames=%u metric=ns value=%.1f\n",
 	       lib_depth, lib);
+	which = 0;
+	double shallow = timed();
+	printf("RESULT bench=capture unwinder=own frames=%u metric=ns value=%.1f\n", last_depth,
+	       shallow);
 	return 0;
 }

@@ -808,38 +808,29 @@ int ht_fastunwind_rule(uintptr_t pc, int *cfa_rbp, int32_t *cfa_off, int32_t *rb
 
 /* ------------------------------------------------------------ the walk */
 
-/* Stack memory known readable, [lo, hi), and the last page checked
- * outside it. */
-struct view {
-	uintptr_t lo, hi;
-	uintptr_t page;
-};
+/* Frames whose return address lies in [own_min, own_min + own_span) may
+ * be heaptap's own, which unwind.c leaves out of a stack. The walker says
+ * how many leading frames of a stack lie outside (*plain), remembered with
+ * the thread's previous stack, so that unwind.c does not scan a stack that
+ * only repeats. Until unwind.c says where its text is, any frame may be. */
+static uintptr_t own_min, own_span = UINTPTR_MAX;
 
-static void view_at(struct view *v, const struct ht_thread *th, uintptr_t sp)
+void ht_fastunwind_note_own(uintptr_t lo, uintptr_t hi)
 {
-	v->page = 0;
-	if (!ht_stack_read_range(th, sp, &v->lo, &v->hi))
-		v->lo = v->hi = 0; /* nothing known: every read is checked */
+	own_min = lo;
+	own_span = hi - lo;
 }
 
 /* Read the 8-byte aligned stack word at a (so never across a page) outside
- * [lo, hi): the page's readability from unwind.c's probe (remembered there),
- * the last page checked remembered here. */
-static __attribute__((noinline)) bool view_slow(struct view *v, uintptr_t a, uintptr_t *out)
+ * the thread's known stack: the page's readability from unwind.c's probe
+ * (remembered there), the last page checked remembered in *page. */
+static __attribute__((noinline)) bool read_checked(uintptr_t *page, uintptr_t a, uintptr_t *out)
 {
-	if (a >> 12 != v->page) {
+	if (a >> 12 != *page) {
 		if (a < 4096 || ht_unwind_readable(a) != 0)
 			return false;
-		v->page = a >> 12;
+		*page = a >> 12;
 	}
-	*out = *(const uintptr_t *)a;
-	return true;
-}
-
-static inline bool view_read(struct view *v, uintptr_t a, uintptr_t *out)
-{
-	if (__builtin_expect(a < v->lo || a >= v->hi || v->hi - a < 8, 0))
-		return view_slow(v, a, out);
 	*out = *(const uintptr_t *)a;
 	return true;
 }
@@ -890,22 +881,39 @@ static __attribute__((noinline)) int step_slow(uintptr_t pc, uint64_t w, uint32_
  * is written into the other while this one is still matched against. */
 #define PREFIX_FRAMES 80
 
-enum { PF_CFA_RBP = 1, PF_DEP = 2 };
+/* A frame's own step: its CFA is rbp's; it leaves rbp as it found it (no
+ * slot; set too on a last frame, never stepped); the walk from it on
+ * reads rbp (mark_dep). */
+enum { PF_CFA_RBP = 1, PF_SAME_RBP = 2, PF_DEP = 4 };
+
+/* One frame, with what the step into it (from the frame below) read: its
+ * return address at sp - 8 and the word at in_addr, holding in_chk: rbp's
+ * slot; with no slot, the return address again (sp - 8, pc), so that
+ * re-reading is the same for every frame. Frame 0's in_* are not used.
+ * One record per frame, the second address whole: re-reading a stack is
+ * one stream through one pointer, two loads and a compare per word. */
+struct pframe {
+	uintptr_t pc, sp, rbp, in_addr, in_chk;
+	uint8_t flags;
+};
 
 struct pstack {
-	uint32_t n;    /* frames */
-	uint32_t gen;  /* rule generation they were walked with */
-	bool valid;    /* false while written (a handler may leave it half done) */
-	bool ended;    /* the stack ended after frame n-1; else it was cut */
-	uintptr_t top; /* every word read lies below it */
-	uintptr_t pc[PREFIX_FRAMES], sp[PREFIX_FRAMES], rbp[PREFIX_FRAMES];
-	/* The second word frame k's step read: rbp's slot, at sp[k+1] -
-	 * chk_at[k], holding chk[k]; with no slot, the return address again
-	 * (8, pc[k+1]), so that re-reading is the same for every frame. */
-	uintptr_t chk[PREFIX_FRAMES];
-	uint16_t chk_at[PREFIX_FRAMES];
-	uint8_t flags[PREFIX_FRAMES]; /* PF_*: PF_DEP, the walk from here reads rbp */
+	uint32_t n;      /* frames */
+	uint32_t gen;    /* rule generation they were walked with */
+	bool valid;      /* false while written (a handler may leave it half done) */
+	bool ended;      /* the stack ended after frame n-1; else it was cut */
+	uint32_t own_at; /* the first frame that may be heaptap's own (first_own), else n */
+	uintptr_t top;   /* every word read lies below it */
+	struct pframe f[PREFIX_FRAMES];
 };
+
+/* The first of f[from, to) that may be heaptap's own, else to. */
+static unsigned first_own(const struct pframe *f, unsigned from, unsigned to)
+{
+	while (from < to && f[from].pc - 1 - own_min >= own_span)
+		from++;
+	return from;
+}
 
 struct ht_fu_prefix {
 	unsigned cur;
@@ -951,34 +959,36 @@ static void mark_dep(struct pstack *ps, unsigned from, unsigned to, bool dep_to)
 {
 	bool dep = dep_to;
 	for (unsigned k = to; k-- > from;) {
-		/* With no rbp slot, chk_at is 8 (see struct pstack). */
-		dep = (ps->flags[k] & PF_CFA_RBP) || (ps->chk_at[k] == 8 && dep);
-		ps->flags[k] = (uint8_t)((ps->flags[k] & PF_CFA_RBP) | (dep ? PF_DEP : 0));
+		uint8_t fl = ps->f[k].flags;
+		dep = (fl & PF_CFA_RBP) || ((fl & PF_SAME_RBP) && dep);
+		ps->f[k].flags = (uint8_t)((fl & ~PF_DEP) | (dep ? PF_DEP : 0));
 	}
 }
 
 /* The walk has reached frame i of out in the state of old frame c. Re-read
  * what the old walk read from frame c on, as far as this stack needs
- * (n_max frames in all); when nothing changed, copy the old frames into
- * out and return the new depth, else -1. */
-static int reuse(const struct pstack *old, unsigned c, uintptr_t *out, unsigned i, unsigned n_max)
+ * (n_max frames in all); when nothing changed, the old frames are in out
+ * and the new depth is returned, else -1 (and out past i is the walk's to
+ * overwrite). */
+static inline __attribute__((always_inline)) int reuse(const struct pstack *old, unsigned c,
+                                                       uintptr_t *out, unsigned i, unsigned n_max)
 {
 	unsigned need = n_max - i, avail = old->n - c;
 	if (avail < need && !old->ended)
 		return -1;
 	unsigned take = avail < need ? avail : need;
-	/* Frame k's step read the return address below sp[k+1] and the word
-	 * chk_at[k] below it. Independent loads, all or nothing. */
-	const uintptr_t *sp = old->sp + c + 1, *pc = old->pc + c + 1, *chk = old->chk + c;
-	const uint16_t *at = old->chk_at + c;
-	uintptr_t diff = 0;
-	for (unsigned k = 0; k + 1 < take; k++)
-		diff |= (*(const uintptr_t *)(sp[k] - 8) ^ pc[k]) |
-		        (*(const uintptr_t *)(sp[k] - at[k]) ^ chk[k]);
-	if (diff)
-		return -1;
-	memcpy(out + i + 1, pc, (take - 1) * sizeof(uintptr_t));
-	return (int)(i + take);
+	/* The steps into frames c+1 .. c+take-1: independent loads, all or
+	 * nothing; each frame is copied out on the way (a separate memcpy was
+	 * a libc call for a few words). */
+	const struct pframe *f = old->f + c + 1, *end = old->f + c + take;
+	uintptr_t diff = 0, *to = out + i + 1;
+	for (; f < end; f++, to++) {
+		uintptr_t p = f->pc, sp = f->sp;
+		diff |= (*(const uintptr_t *)(sp - 8) ^ p) |
+		        (*(const uintptr_t *)f->in_addr ^ f->in_chk);
+		*to = p;
+	}
+	return diff ? -1 : (int)(i + take);
 }
 
 /* Publish ps as the thread's previous stack: frames [0, fresh) were walked
@@ -986,7 +996,7 @@ static int reuse(const struct pstack *old, unsigned c, uintptr_t *out, unsigned 
 static void publish(struct ht_fu_prefix *p, struct pstack *ps, unsigned fresh, bool dep_next)
 {
 	mark_dep(ps, 0, fresh, dep_next);
-	ps->top = ps->sp[ps->n - 1];
+	ps->top = ps->f[ps->n - 1].sp;
 	/* The compiler must not sink the stores above below this one: a
 	 * signal handler's capture in between is not possible (the thread is
 	 * busy), but a siglongjmp out of one leaves ps unpublished. */
@@ -997,124 +1007,110 @@ static void publish(struct ht_fu_prefix *p, struct pstack *ps, unsigned fresh, b
 
 /* Keep a finished walk of n frames as the thread's previous stack (when it
  * fits): its last frame was not stepped, so it has no words to re-check.
- * ended: the stack ended there (rather than at the frame budget). */
-static void keep_walk(struct ht_fu_prefix *pf, struct pstack *ps, unsigned n, uint32_t gen,
-                      bool ended, bool dep_end)
+ * ended: the stack ended there (rather than at the frame budget). Returns
+ * the leading frames that are surely not heaptap's (*plain of the walk). */
+static unsigned keep_walk(struct ht_fu_prefix *pf, struct pstack *ps, unsigned n, uint32_t gen,
+                          bool ended, bool dep_end)
 {
 	if (!ps || n > PREFIX_FRAMES)
-		return;
-	ps->chk_at[n - 1] = 8;
-	ps->chk[n - 1] = 0;
-	ps->flags[n - 1] = 0;
+		return 0;
+	ps->f[n - 1].flags = PF_SAME_RBP;
 	ps->n = n;
 	ps->gen = gen;
 	ps->ended = ended;
+	ps->own_at = first_own(ps->f, 0, n);
 	publish(pf, ps, n, dep_end);
+	return ps->own_at;
 }
 
 /* After reuse(): the thread's previous stack becomes this one, frames
- * [0, i) of ps walked now, then old's from c on, d frames in all. */
-static void keep_prefix(struct ht_fu_prefix *pf, const struct pstack *old, unsigned c,
-                        struct pstack *ps, unsigned i, unsigned d, uint32_t gen)
+ * [0, i) of ps walked now, then old's from c on, d frames in all. Returns
+ * the leading frames that are surely not heaptap's (*plain of the walk). */
+static unsigned keep_prefix(struct ht_fu_prefix *pf, const struct pstack *old, unsigned c,
+                            struct pstack *ps, unsigned i, unsigned d, uint32_t gen)
 {
-	unsigned tail = d - i;
+	unsigned tail = d - i, at;
 	if (i == c && tail == old->n - c) {
 		/* The same stack from frame c on, at the same depth: old stays,
 		 * with frames [0, c) rewritten if there are any. */
-		if (!c)
-			return;
 		struct pstack *o = &pf->s[pf->cur];
+		if (!c)
+			return o->own_at;
 		o->valid = false;
 		atomic_signal_fence(memory_order_release);
-		memcpy(o->pc, ps->pc, c * sizeof(uintptr_t));
-		memcpy(o->sp, ps->sp, c * sizeof(uintptr_t));
-		memcpy(o->rbp, ps->rbp, c * sizeof(uintptr_t));
-		memcpy(o->chk, ps->chk, c * sizeof(uintptr_t));
-		memcpy(o->chk_at, ps->chk_at, c * sizeof(uint16_t));
-		memcpy(o->flags, ps->flags, c);
-		publish(pf, o, c, o->flags[c] & PF_DEP);
-		return;
+		/* Frames [0, c) and the step into c, walked now. */
+		memcpy(o->f, ps->f, c * sizeof(struct pframe));
+		o->f[c].in_chk = ps->f[c].in_chk;
+		o->f[c].in_addr = ps->f[c].in_addr;
+		/* The first own frame: among the new ones, else old's if it lay
+		 * past them, else looked for in what stayed. */
+		at = first_own(o->f, 0, c);
+		if (at == c)
+			at = o->own_at >= c ? o->own_at : first_own(o->f, c, o->n);
+		o->own_at = at;
+		publish(pf, o, c, o->f[c].flags & PF_DEP);
+		return at;
 	}
 	if (i + tail > PREFIX_FRAMES)
-		return;
-	memcpy(ps->pc + i, old->pc + c, tail * sizeof(uintptr_t));
-	memcpy(ps->sp + i, old->sp + c, tail * sizeof(uintptr_t));
-	memcpy(ps->rbp + i, old->rbp + c, tail * sizeof(uintptr_t));
-	memcpy(ps->chk + i, old->chk + c, tail * sizeof(uintptr_t));
-	memcpy(ps->chk_at + i, old->chk_at + c, tail * sizeof(uint16_t));
-	memcpy(ps->flags + i, old->flags + c, tail);
+		return 0;
+	/* Frame i is old's frame c, but for the step into it, walked now. */
+	struct pframe *fi = &ps->f[i];
+	const struct pframe *fc = &old->f[c];
+	fi->pc = fc->pc;
+	fi->sp = fc->sp;
+	fi->rbp = fc->rbp;
+	fi->flags = fc->flags;
+	memcpy(fi + 1, fc + 1, (tail - 1) * sizeof(struct pframe));
 	ps->n = d;
 	ps->gen = gen;
 	/* Cut short of old's end: the last frame kept was not stepped. */
 	ps->ended = tail == old->n - c && old->ended;
-	if (!ps->ended) {
-		ps->chk_at[d - 1] = 8;
-		ps->flags[d - 1] &= PF_CFA_RBP;
-	}
-	publish(pf, ps, i, old->flags[c] & PF_DEP);
+	if (!ps->ended)
+		ps->f[d - 1].flags = (uint8_t)((ps->f[d - 1].flags & PF_CFA_RBP) | PF_SAME_RBP);
+	at = first_own(ps->f, 0, i);
+	if (at == i)
+		at = old->own_at >= c ? i + (old->own_at - c < tail ? old->own_at - c : tail)
+		                      : first_own(ps->f, i, d);
+	ps->own_at = at;
+	publish(pf, ps, i, fc->flags & PF_DEP);
+	return at;
 }
 
-int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t fp,
-                       struct ht_thread *th, unsigned *lead)
-{
-	struct view v;
-	view_at(&v, th, fp);
-	/* heaptap's own frames, by frame pointer: [fp] the caller's fp, [fp+8]
-	 * the return address. libunwind's backtrace from fp's function has
-	 * fp's own pc first, then [fp+8], ...; it looks for ra in its first
-	 * HT_UNWIND_SLACK entries, so this looks as far. */
-	unsigned i = 0;
-	uintptr_t saved_fp, ret;
-	for (;; i++) {
-		if (i + 1 >= HT_UNWIND_SLACK || (fp & 7))
-			return -ENOENT;
-		if (!view_read(&v, fp, &saved_fp) || !view_read(&v, fp + 8, &ret))
-			return -EFAULT;
-		if (ret == ra)
-			break;
-		fp = saved_fp;
-	}
-	*lead = i + 1;
-	if (n_max <= *lead)
-		return 0;
-	n_max -= *lead;
-	/* The interposed function's caller: its sp is the CFA of the frame
-	 * that returns to it, its rbp what that frame saved. The view from
-	 * heaptap's frame covers it unless the walk ran on heaptap's stack. */
-	uintptr_t sp = fp + 16, rbp = saved_fp, pc = ra;
-	if (sp < v.lo || sp >= v.hi)
-		view_at(&v, th, sp);
-	else
-		v.lo = sp;
-	/* Below, sp >= lo always holds (sp only grows), and every read lies
-	 * in [sp, cfa): one compare of cfa with hi clears both of a frame's
-	 * reads. An empty view (hi 0) sends every read to the probe. */
-	uintptr_t hi = v.hi;
-	uint32_t gen = atomic_load_explicit(&generation, memory_order_relaxed);
-	uint64_t genbits = gen & ((1u << GEN_BITS) - 1);
-	const _Atomic uint64_t *tbl = rules ? rules : &no_rule;
-	unsigned mask = rules ? RULES - 1 : 0;
+/* Where the walk stands: the frame's return address, stack pointer and
+ * rbp; the end of the known stack range; the last page checked outside
+ * it; the rule generation. */
+struct at {
+	uintptr_t pc, sp, rbp, hi, page;
+	uint32_t gen;
+};
 
-	/* The previous stack (old) is matched against; this one is written
-	 * into the other copy (ps) while it stays in the known stack range. */
-	struct ht_fu_prefix *pf = hi ? prefix_of(th) : NULL;
-	const struct pstack *old = NULL;
+/* The walk from frame 0 on (ht_fastunwind_walk), matched against the
+ * previous stack old when there is one; this one is written into pf's
+ * other copy (ps) while it stays in the known stack range. Apart from the
+ * repeated stacks handled before it, so that their path carries none of
+ * this one's registers. */
+static __attribute__((noinline)) int walk_on(uintptr_t *out, unsigned n_max,
+                                             struct ht_fu_prefix *pf, const struct pstack *old,
+                                             const struct at *st, unsigned *plain)
+{
+	uintptr_t pc = st->pc, sp = st->sp, rbp = st->rbp, hi = st->hi, page = st->page;
+	uint32_t gen = st->gen;
 	struct pstack *ps = NULL;
 	if (pf) {
-		old = &pf->s[pf->cur];
-		if (!old->valid || old->gen != gen || old->top > hi || !old->n)
-			old = NULL;
 		ps = &pf->s[!pf->cur];
 		ps->valid = false;
 	}
+	uint64_t genbits = gen & ((1u << GEN_BITS) - 1);
+	const _Atomic uint64_t *tbl = rules ? rules : &no_rule;
+	unsigned mask = rules ? RULES - 1 : 0;
 	unsigned c = 0, n = 0;
 	bool dep_end = false;
 	for (;;) {
 		if (ps) {
 			if (n < PREFIX_FRAMES) {
-				ps->pc[n] = pc;
-				ps->sp[n] = sp;
-				ps->rbp[n] = rbp;
+				ps->f[n].pc = pc;
+				ps->f[n].sp = sp;
+				ps->f[n].rbp = rbp;
 			} else {
 				ps = NULL;
 			}
@@ -1124,15 +1120,15 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
 			break;
 		if (old) {
 			/* Both stacks' sp only grow: merge. */
-			while (c < old->n && old->sp[c] < sp)
+			while (c < old->n && old->f[c].sp < sp)
 				c++;
-			if (c < old->n && old->sp[c] == sp && old->pc[c] == pc &&
-			    (!(old->flags[c] & PF_DEP) || old->rbp[c] == rbp)) {
+			if (c < old->n && old->f[c].sp == sp && old->f[c].pc == pc &&
+			    (!(old->f[c].flags & PF_DEP) || old->f[c].rbp == rbp)) {
 				int d = reuse(old, c, out, n - 1, n_max);
 				if (d >= 0) {
 					if (ps)
-						keep_prefix(pf, old, c, ps, n - 1, (unsigned)d,
-						            gen);
+						*plain = keep_prefix(pf, old, c, ps, n - 1,
+						                     (unsigned)d, gen);
 					return d;
 				}
 				old = NULL; /* the stack above changed: walk on */
@@ -1173,15 +1169,20 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
 			if (save)
 				rbp = *(const uintptr_t *)(cfa - save);
 		} else {
-			if (!view_slow(&v, cfa - 8, &pc) ||
-			    (save && !view_slow(&v, cfa - save, &rbp)))
+			if (!read_checked(&page, cfa - 8, &pc) ||
+			    (save && !read_checked(&page, cfa - save, &rbp)))
 				return -EFAULT;
 			ps = NULL; /* reusing it needs every word in the range */
 		}
-		if (ps && n <= PREFIX_FRAMES) {
-			ps->chk_at[n - 1] = (uint16_t)(save ? save : 8);
-			ps->chk[n - 1] = save ? rbp : pc;
-			ps->flags[n - 1] = cfa_rbp ? PF_CFA_RBP : 0;
+		if (ps) {
+			/* Frame n-1's step, and what it read into frame n (when
+			 * that fits: else ps is dropped with it). */
+			ps->f[n - 1].flags =
+			        (uint8_t)((cfa_rbp ? PF_CFA_RBP : 0) | (save ? 0 : PF_SAME_RBP));
+			if (n < PREFIX_FRAMES) {
+				ps->f[n].in_addr = cfa - (save ? save : 8);
+				ps->f[n].in_chk = save ? rbp : pc;
+			}
 		}
 		sp = cfa;
 		/* As libunwind: a return address this low ends the stack. */
@@ -1189,9 +1190,86 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
 			return (int)n; /* (not kept: its last read would need checking) */
 	}
 	/* Cut at n_max: the last frame was not stepped. */
-	keep_walk(pf, ps, n, gen, false, false);
+	*plain = keep_walk(pf, ps, n, gen, false, false);
 	return (int)n;
 ended:
-	keep_walk(pf, ps, n, gen, true, dep_end);
+	*plain = keep_walk(pf, ps, n, gen, true, dep_end);
 	return (int)n;
+}
+
+int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t fp,
+                       struct ht_thread *th, unsigned *lead, unsigned *plain)
+{
+	/* The stack known readable from fp up, [lo, hi); nothing known (an
+	 * empty range) sends every read to the probe. */
+	uintptr_t lo, hi, page = 0;
+	if (!ht_stack_read_range(th, fp, &lo, &hi))
+		lo = hi = 0;
+	*plain = 0;
+	/* heaptap's own frames, by frame pointer: [fp] the caller's fp, [fp+8]
+	 * the return address. libunwind's backtrace from fp's function has
+	 * fp's own pc first, then [fp+8], ...; it looks for ra in its first
+	 * HT_UNWIND_SLACK entries, so this looks as far. fp - lo < room holds
+	 * for lo <= fp <= hi - 16: one compare clears both words. */
+	uintptr_t room = hi - lo >= 16 ? hi - lo - 15 : 0;
+	unsigned i = 0;
+	uintptr_t saved_fp, ret;
+	for (;; i++) {
+		if (i + 1 >= HT_UNWIND_SLACK || (fp & 7))
+			return -ENOENT;
+		if (__builtin_expect(fp - lo < room, 1)) {
+			saved_fp = ((const uintptr_t *)fp)[0];
+			ret = ((const uintptr_t *)fp)[1];
+		} else {
+			/* (Copies, so that the usual case keeps both in
+			 * registers.) */
+			uintptr_t w[2];
+			if (!read_checked(&page, fp, &w[0]) || !read_checked(&page, fp + 8, &w[1]))
+				return -EFAULT;
+			saved_fp = w[0];
+			ret = w[1];
+		}
+		if (ret == ra)
+			break;
+		fp = saved_fp;
+	}
+	*lead = i + 1;
+	if (n_max <= *lead)
+		return 0;
+	n_max -= *lead;
+	/* The interposed function's caller: its sp is the CFA of the frame
+	 * that returns to it, its rbp what that frame saved. The range from
+	 * heaptap's frame covers it unless the walk ran on heaptap's stack.
+	 * Below, every read lies in [sp, cfa) and sp only grows: one compare
+	 * of cfa with hi clears both of a frame's reads. */
+	uintptr_t sp = fp + 16, rbp = saved_fp, pc = ra;
+	if (sp - lo >= hi - lo && !ht_stack_read_range(th, sp, &lo, &hi))
+		lo = hi = 0;
+	uint32_t gen = atomic_load_explicit(&generation, memory_order_relaxed);
+
+	/* The previous stack (old) is matched against while the walk stays
+	 * in the known stack range. */
+	struct ht_fu_prefix *pf = hi ? prefix_of(th) : NULL;
+	const struct pstack *old = NULL;
+	if (pf) {
+		old = &pf->s[pf->cur];
+		if (!old->valid || old->gen != gen || old->top > hi || !old->n) {
+			old = NULL;
+		} else if (old->f[0].sp == sp && old->f[0].pc == pc &&
+		           (!(old->f[0].flags & PF_DEP) || old->f[0].rbp == rbp)) {
+			/* The previous stack again from its first frame (a loop
+			 * that allocates): re-read, and it stays the previous
+			 * stack as it is, a cut one included (it says no more
+			 * than the memory it was read from). */
+			out[0] = pc;
+			int d = reuse(old, 0, out, 0, n_max);
+			if (d >= 0) {
+				*plain = old->own_at < (unsigned)d ? old->own_at : (unsigned)d;
+				return d;
+			}
+			old = NULL; /* the stack above changed: walk it */
+		}
+	}
+	struct at st = {pc, sp, rbp, hi, page, gen};
+	return walk_on(out, n_max, pf, old, &st, plain);
 }

@@ -23,6 +23,11 @@ struct ht_thread;
 /* Map the rule cache (at start-up; without it every rule is computed). */
 void ht_fastunwind_init(void);
 
+/* Say where heaptap's own text lies, [lo, hi) around all of it (unwind.c,
+ * once, before any walk: the bounds are remembered with the stacks walked):
+ * frames there may be left out of a stack, the others never. */
+void ht_fastunwind_note_own(uintptr_t lo, uintptr_t hi);
+
 /* Walk the calling thread's stack from fp, the frame pointer of a function
  * of heaptap's own (built with frame pointers), whose chain of callers
  * reaches the frame that returns to ra, the return address of the
@@ -30,13 +35,17 @@ void ht_fastunwind_init(void);
  * ra, each next entry its caller's return address. n_max bounds the stack
  * as libunwind's backtrace from fp's function would be bounded: it counts
  * *lead, heaptap's frames below ra in that backtrace (fp's own pc among
- * them), so out gets at most n_max - *lead entries. th: the calling
- * thread's record (its stack bounds), or NULL. Returns the number of
- * entries, or -ENOENT (ra not found), -EOPNOTSUPP (a frame needs
- * libunwind), -EFAULT (a read left readable memory): the caller then takes
- * the whole stack with libunwind. Never locks or allocates. */
+ * them), so out gets at most n_max - *lead entries. *plain: how many
+ * leading entries of out are surely outside heaptap's own text
+ * (ht_fastunwind_note_own), known without looking when the stack repeats
+ * the thread's previous one; 0 when unknown. th: the calling thread's
+ * record (its stack bounds), or NULL. Returns the number of entries, or
+ * -ENOENT (ra not found), -EOPNOTSUPP (a frame needs libunwind), -EFAULT
+ * (a read left readable memory): the caller then takes the whole stack
+ * with libunwind. Never locks or allocates, but for the thread's
+ * previous-stack cache, taken once from heaptap's own memory. */
 int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t fp,
-                       struct ht_thread *th, unsigned *lead);
+                       struct ht_thread *th, unsigned *lead, unsigned *plain);
 
 /* A thread record whose thread is gone: its previous stack (the walker's
  * per-thread cache, heaptap memory) is freed. */

@@ -27,13 +27,13 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
-#define GUARD    ((size_t)4096)
-#define OWN_SIZE ((size_t)128 << 10)
+#define GUARD    HT_STACK_GUARD
+#define OWN_SIZE HT_STACK_OWN_SIZE
 /* What the sampled path needs on the program's stack: with a stack of its
- * own, the few frames before the switch; without, the whole walk (about
- * 6 KiB measured with bench/stack_use, twice that for a margin). */
+ * own, the few frames before the switch; without, the whole walk
+ * (HT_STACK_NEED_HERE). */
 #define NEED_OWN  ((size_t)1 << 10)
-#define NEED_HERE ((size_t)12 << 10)
+#define NEED_HERE HT_STACK_NEED_HERE
 
 /* void ht_stack_switch(void (*fn)(void *), void *arg, void *top) */
 __asm__(".text\n"
@@ -60,10 +60,9 @@ __asm__(".text\n"
 void ht_stack_switch(void (*fn)(void *), void *arg, void *top);
 
 static uintptr_t main_lo, main_hi;
-/* The end of the page holding __libc_stack_end: the main thread's stack is
- * mapped from its stack pointer up to there at least (main_hi is rounded
- * further up and may lie past the mapping). */
-static uintptr_t main_mapped_top;
+/* (main_hi is rounded further up than this and may lie past the
+ * mapping.) */
+uintptr_t ht_stack_main_top;
 
 /* At the top of each of heaptap's stacks, above where its stack pointer
  * starts: the pool's link, used while the stack is free, and the link of
@@ -107,7 +106,7 @@ void ht_stack_init(void)
 	uintptr_t top = (uintptr_t)__libc_stack_end;
 	if (!top || getrlimit(RLIMIT_STACK, &rl) != 0)
 		return; /* unknown: heaptap's own stack on the main thread */
-	main_mapped_top = (top | 4095) + 1;
+	ht_stack_main_top = (top | 4095) + 1;
 	/* __libc_stack_end is near the top; the stack may grow to the limit
 	 * below the top of its mapping, a few pages above it at most. Without a
 	 * limit it grows until it meets another mapping: take 64 MiB as known. */
@@ -141,29 +140,6 @@ void ht_stack_note_bounds(struct ht_thread *th)
 bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr)
 {
 	return th->stack_lo && addr > th->stack_lo && addr <= th->stack_hi;
-}
-
-bool ht_stack_read_range(const struct ht_thread *th, uintptr_t sp, uintptr_t *lo, uintptr_t *hi)
-{
-	if (!th)
-		return false;
-	uintptr_t base = (uintptr_t)th->own_stack;
-	if (base && sp >= base + GUARD && sp < base + GUARD + OWN_SIZE) {
-		*lo = sp;
-		*hi = base + GUARD + OWN_SIZE;
-		return true;
-	}
-	if (!th->stack_lo || sp < th->stack_lo || sp >= th->stack_hi)
-		return false;
-	*lo = sp;
-	*hi = th->stack_hi;
-	if (th->is_main) {
-		if (sp >= main_mapped_top)
-			return false;
-		if (*hi > main_mapped_top)
-			*hi = main_mapped_top;
-	}
-	return true;
 }
 
 bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr)
@@ -256,7 +232,7 @@ static size_t room(const struct ht_thread *th, uintptr_t sp)
 	return SIZE_MAX;
 }
 
-enum ht_stack_where ht_stack_where(struct ht_thread *th)
+enum ht_stack_where ht_stack_where_off(struct ht_thread *th)
 {
 	size_t left = room(th, sp_now());
 	if (left != SIZE_MAX && left >= NEED_HERE)

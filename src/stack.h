@@ -18,11 +18,11 @@
 #ifndef HT_STACK_H
 #define HT_STACK_H
 
+#include "thread.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-struct ht_thread;
 
 /* The main thread's bounds (from the stack's top and RLIMIT_STACK). Once,
  * at start-up. */
@@ -42,7 +42,25 @@ void ht_stack_note_main(struct ht_thread *th);
  * A caller that inlines the HERE case walks with no frame of ht_stack_run's
  * to walk through (about 20 ns a sample at rate 1). */
 enum ht_stack_where { HT_STACK_HERE, HT_STACK_OWN, HT_STACK_NONE };
-enum ht_stack_where ht_stack_where(struct ht_thread *th);
+
+/* Room the whole walk needs on the program's stack: about 6 KiB measured
+ * with bench/stack_use, twice that for a margin. */
+#define HT_STACK_NEED_HERE ((size_t)12 << 10)
+
+/* ht_stack_where for a stack pointer outside th's noted bounds, or with
+ * less than HT_STACK_NEED_HERE below it. */
+enum ht_stack_where ht_stack_where_off(struct ht_thread *th);
+
+/* Inline: the usual answer, HERE on a thread's roomy stack, is a few
+ * compares on every sample (at rate 1, every allocation), with no call. */
+static inline enum ht_stack_where ht_stack_where(struct ht_thread *th)
+{
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	if (th->stack_lo && sp > th->stack_lo && sp <= th->stack_hi &&
+	    sp - th->stack_lo >= HT_STACK_NEED_HERE)
+		return HT_STACK_HERE;
+	return ht_stack_where_off(th);
+}
 
 /* Call fn(arg) on th's own stack (after ht_stack_where said OWN). */
 void ht_stack_call_own(struct ht_thread *th, void (*fn)(void *), void *arg);
@@ -62,11 +80,44 @@ bool ht_stack_alt(uintptr_t *lo, uintptr_t *hi);
 /* Is addr on th's own stack (heaptap's, not the program's)? */
 bool ht_stack_is_own(const struct ht_thread *th, uintptr_t addr);
 
+/* heaptap's own stacks: a PROT_NONE guard page, then the stack. */
+#define HT_STACK_GUARD    ((size_t)4096)
+#define HT_STACK_OWN_SIZE ((size_t)128 << 10)
+
+/* The end of the page holding __libc_stack_end: the main thread's stack is
+ * mapped from its stack pointer up to there at least (set once by
+ * ht_stack_init). */
+extern uintptr_t ht_stack_main_top;
+
 /* Memory from sp up that is surely mapped, when sp is on th's own stack or
  * within its noted bounds: [sp, *hi) (the main thread's up to the page
  * holding __libc_stack_end, where its mapping is known to reach). False
  * when sp is elsewhere (a signal or fiber stack) or th is NULL. */
-bool ht_stack_read_range(const struct ht_thread *th, uintptr_t sp, uintptr_t *lo, uintptr_t *hi);
+static inline bool ht_stack_read_range(const struct ht_thread *th, uintptr_t sp, uintptr_t *lo,
+                                       uintptr_t *hi)
+{
+	/* Inline: the unwinder asks on every capture, and most of these
+	 * compares fold into what it does next. */
+	if (!th)
+		return false;
+	uintptr_t base = (uintptr_t)th->own_stack;
+	if (base && sp - (base + HT_STACK_GUARD) < HT_STACK_OWN_SIZE) {
+		*lo = sp;
+		*hi = base + HT_STACK_GUARD + HT_STACK_OWN_SIZE;
+		return true;
+	}
+	if (!th->stack_lo || sp < th->stack_lo || sp >= th->stack_hi)
+		return false;
+	*lo = sp;
+	*hi = th->stack_hi;
+	if (th->is_main) {
+		if (sp >= ht_stack_main_top)
+			return false;
+		if (*hi > ht_stack_main_top)
+			*hi = ht_stack_main_top;
+	}
+	return true;
+}
 
 /* Is addr within th's noted stack bounds? */
 bool ht_stack_in_bounds(const struct ht_thread *th, uintptr_t addr);

@@ -319,6 +319,7 @@ void ht_unwind_init(void)
 	own_n = 0;
 	dl_iterate_phdr(find_self, (void *)(uintptr_t)&ht_unwind_init);
 	note_own_bounds();
+	ht_fastunwind_note_own(own_min, own_max);
 	ht_fastunwind_init();
 	if (pthread_key_create(&cache_key, frame_cache_gone) == 0)
 		atomic_store_explicit(&cache_key_made, true, memory_order_release);
@@ -362,8 +363,10 @@ __attribute__((noinline)) static int step_backtrace(void **buf, int max)
  * own frames further up are left out too (its pthread_create wrapper under
  * glibc's own allocations for a new thread, its thread trampoline at the
  * root of every thread it started), at most max frames, moved down to
- * out[0]. The same for both unwinders, so they give the same stacks. */
-static unsigned keep(uintptr_t *buf, int n, int start, unsigned max)
+ * out[0]. The same for both unwinders, so they give the same stacks.
+ * plain: leading frames known to lie outside heaptap's text bounds (the
+ * walker's word for them), not looked at again. */
+static unsigned keep(uintptr_t *buf, int n, int start, unsigned max, unsigned plain)
 {
 	while (start < n && is_allocator(buf[start]))
 		start++;
@@ -373,6 +376,7 @@ static unsigned keep(uintptr_t *buf, int n, int start, unsigned max)
 		/* Nothing moves until the first frame to leave out: the usual
 		 * stack (none at all) is only scanned. */
 		int lim = n < (int)max ? n : (int)max;
+		i = plain < (unsigned)lim ? (int)plain : lim;
 		uintptr_t span = own_max - own_min;
 		while (i < lim && buf[i] && buf[i] - 1 - own_min >= span)
 			i++;
@@ -426,7 +430,7 @@ libunwind_capture(struct ht_tls *t, uintptr_t *out, unsigned max, uintptr_t ra, 
 		while (start < n && is_own((uintptr_t)buf[start]))
 			start++;
 	}
-	return keep(out, n, start, max);
+	return keep(out, n, start, max, 0);
 }
 
 /* ------------------------------------------------ counts and the check */
@@ -555,9 +559,9 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exac
 		max = HT_MAX_DEPTH;
 	struct ht_tls *t = &ht_tls;
 	struct ht_thread *th = t->thr;
-	unsigned lead;
+	unsigned lead, plain;
 	int n = ht_fastunwind_walk(out, max + HT_UNWIND_SLACK, ra,
-	                           (uintptr_t)__builtin_frame_address(0), th, &lead);
+	                           (uintptr_t)__builtin_frame_address(0), th, &lead, &plain);
 	if (n < 0) {
 		/* A frame the walker leaves to libunwind: the whole stack is
 		 * libunwind's, as it always was. */
@@ -565,7 +569,13 @@ unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exac
 		return libunwind_capture(t, out, max, ra, exact);
 	}
 	count(th, true);
-	unsigned d = keep(out, n, 0, max);
+	/* The walker vouched for every frame kept (a stack that repeats):
+	 * only operator new at the leaf is left to rule out, without a call. */
+	unsigned lim = (unsigned)n < max ? (unsigned)n : max, d;
+	if (plain >= lim && !(n > 0 && is_allocator(out[0])))
+		d = lim;
+	else
+		d = keep(out, n, 0, max, plain);
 	if (__builtin_expect(ht_opt.unwind_check, 0)) {
 		/* The same stack from libunwind, from this same frame, compared
 		 * frame by frame after the same filtering. */

@@ -8,13 +8,20 @@
  * (or undefined: the outermost frame); and every row the walker does not
  * handle (CFA or rbp by expression, a signal frame's CIE, odd offsets)
  * must come back unsupported, never as a wrong rule. The walk itself is
- * checked against libunwind by test_unwind_check.py.
+ * checked against libunwind by test_unwind_check.py; here, the thread's
+ * previous stack: every stack taken with it (repeated, changed above its
+ * first frame, met again deeper or shallower, cut shorter or longer) must
+ * be the stack a walk without it gives, and the leading frames the walker
+ * vouches for (*plain) must lie outside heaptap's text.
  */
 #include "unit_util.h"
 
 #include "fastunwind.h"
+#include "thread.h"
+#include "unwind.h"
 
 #include <errno.h>
+#include <pthread.h>
 
 struct expect {
 	int kind; /* 0 a step, 1 the outermost frame, -1 unsupported */
@@ -266,11 +273,188 @@ static void forget_retires_rules(void **state)
 	assert_true(ht_fastunwind_rule((uintptr_t)4096 * 17, &cfa_rbp, &cfa_off, &rbp_save) < 0);
 }
 
+/* ------------------------------------------------ the previous stack */
+
+#define CAP_MAX 96
+
+struct cap {
+	uintptr_t pcs[CAP_MAX];
+	int n;
+	unsigned lead, plain;
+};
+
+static struct ht_thread *walker;       /* a thread record with this thread's stack */
+static struct cap *cap_want, *cap_got; /* where capture() writes */
+static volatile unsigned cap_max;      /* their n_max */
+static volatile int sink;
+
+/* Walks from here, as ht_unwind_capture makes them: this frame's pointer,
+ * its return address as ra (so one frame of "heaptap's" below ra). The
+ * stack without the thread's previous stack (want), then with it (got):
+ * from the same frame, so the same stack. */
+__attribute__((noinline)) static void capture(void)
+{
+	uintptr_t ra = (uintptr_t)__builtin_return_address(0);
+	uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+	struct cap *c = cap_want;
+	memset(c, 0, sizeof(*c));
+	ht_fastunwind_use_prefix(false);
+	c->n = ht_fastunwind_walk(c->pcs, cap_max, ra, fp, walker, &c->lead, &c->plain);
+	c = cap_got;
+	memset(c, 0, sizeof(*c));
+	ht_fastunwind_use_prefix(true);
+	c->n = ht_fastunwind_walk(c->pcs, cap_max, ra, fp, walker, &c->lead, &c->plain);
+	__asm__ volatile("" ::: "memory");
+}
+
+/* Call paths to capture(), distinct functions (the stores keep them from
+ * being merged), the empty asm after each call keeping it from being a
+ * tail call. mid and mid2 have the same frame, so one path's frames sit
+ * where the other's do. */
+#define CALLS(name, k, next)                                                                       \
+	__attribute__((noinline)) static void name(void)                                           \
+	{                                                                                          \
+		sink = k;                                                                          \
+		next();                                                                            \
+		__asm__ volatile("" ::: "memory");                                                 \
+	}
+CALLS(mid, 1, capture)
+CALLS(mid2, 2, capture)
+CALLS(deep, 3, mid2)
+CALLS(via_a, 4, mid)
+CALLS(via_b, 5, mid)
+
+/* The same call site above whichever of mid, mid2, deep it calls. */
+static void (*volatile below)(void);
+CALLS(via_p, 6, below)
+
+/* The stack from path, without the previous stack and with it. */
+__attribute__((noinline)) static void take(void (*path)(void), unsigned n_max, struct cap *want,
+                                           struct cap *got)
+{
+	cap_want = want;
+	cap_got = got;
+	cap_max = n_max;
+	path();
+	__asm__ volatile("" ::: "memory");
+}
+
+static uintptr_t own_lo, own_hi; /* as told ht_fastunwind_note_own */
+
+/* One stack to take: path, with `below` under via_p, n_max frames. */
+struct step {
+	void (*path)(void);
+	void (*below)(void);
+	unsigned n_max;
+	const char *what;
+};
+
+/* Each step's stack with the previous stack is the one without, twice in a
+ * row (the second a repeat of the first), and *plain vouches only for
+ * frames outside [own_lo, own_hi). All from one call site: the stacks of
+ * successive steps differ only where their paths do. got: the last. */
+static void check(const struct step *st, unsigned nst, struct cap *got)
+{
+	struct cap want;
+	for (unsigned j = 0; j < 2 * nst; j++) {
+		const struct step *s = &st[j / 2];
+		below = s->below;
+		take(s->path, s->n_max, &want, got);
+		assert_true(want.n > 0);
+		assert_int_equal(want.lead, 1);
+		if (got->n != want.n ||
+		    memcmp(got->pcs, want.pcs, (size_t)want.n * sizeof(uintptr_t)))
+			fail_msg("%s, round %u: %d frames, want %d", s->what, j % 2, got->n,
+			         want.n);
+		assert_int_equal(got->lead, 1);
+		assert_true(got->plain <= (unsigned)got->n);
+		for (unsigned k = 0; k < got->plain; k++)
+			assert_false(got->pcs[k] - 1 >= own_lo && got->pcs[k] - 1 < own_hi);
+	}
+}
+
+static void note_own(uintptr_t lo, uintptr_t hi)
+{
+	own_lo = lo;
+	own_hi = hi;
+	ht_fastunwind_note_own(lo, hi);
+}
+
+static void previous_stack_is_the_walk(void **state)
+{
+	(void)state;
+	ht_fastunwind_init();
+	walker = calloc(1, sizeof(*walker));
+	assert_non_null(walker);
+	pthread_attr_t a;
+	void *addr;
+	size_t size;
+	assert_int_equal(pthread_getattr_np(pthread_self(), &a), 0);
+	assert_int_equal(pthread_attr_getstack(&a, &addr, &size), 0);
+	pthread_attr_destroy(&a);
+	walker->stack_lo = (uintptr_t)addr;
+	walker->stack_hi = (uintptr_t)addr + size;
+	/* A thread keeps its previous stack from its second stack on. */
+	atomic_store(&walker->unwind_fast, 1);
+	note_own(0, 0);
+
+	unsigned all = CAP_MAX - HT_UNWIND_SLACK;
+	const struct step steps[] = {
+	        {via_a, NULL, all, "via_a"},
+	        /* Its first frame the same, the one above not. */
+	        {via_b, NULL, all, "via_b after via_a"},
+	        {via_a, NULL, all, "via_a after via_b"},
+	        /* Met again above a different first frame (mid2 for mid), then
+	         * two frames deep for one (deep, mid2), then one for two. */
+	        {via_p, mid, all, "via_p, mid"},
+	        {via_p, mid2, all, "via_p, mid2"},
+	        {via_p, deep, all, "via_p, deep"},
+	        {via_p, mid, all, "via_p, mid after deep"},
+	        /* Cut shorter than the previous stack, then longer again. */
+	        {via_p, mid, 4, "via_p, 3 frames"},
+	        {via_p, mid, all, "via_p after 3 frames"},
+	        {via_p, deep, 5, "via_p, deep, 4 frames"},
+	        {via_p, deep, 3, "via_p, deep, 2 frames"},
+	        {via_p, mid2, 4, "via_p, mid2, 3 frames"},
+	        {via_p, deep, all, "via_p, deep after 3 frames"},
+	};
+	struct cap c;
+	check(steps, sizeof(steps) / sizeof(steps[0]), &c);
+	assert_true(c.n > 4);
+
+	/* One frame counted as heaptap's (via_p, deep's caller): *plain ends
+	 * before it, whether the stack is walked or repeated. (Each check()
+	 * starts from a stack of its own: the previous one, walked with other
+	 * bounds, is never met again.) */
+	note_own(c.pcs[2] - 1, c.pcs[2]);
+	const struct step own[] = {
+	        {via_p, mid, all, "via_p, mid, via_p heaptap's"},
+	        {via_p, deep, all, "via_p, deep, via_p heaptap's"},
+	};
+	check(own, 2, &c);
+	assert_int_equal(c.plain, 2);
+	/* Nothing heaptap's: the whole stack vouched for once repeated. */
+	note_own(0, 0);
+	const struct step none[] = {{via_b, NULL, all, "via_b"}};
+	check(none, 1, &c);
+	assert_int_equal(c.plain, (unsigned)c.n);
+	/* Until told, any frame may be heaptap's: nothing vouched for. */
+	note_own(0, UINTPTR_MAX);
+	const struct step any[] = {{via_a, NULL, all, "via_a, any frame heaptap's"}};
+	check(any, 1, &c);
+	assert_int_equal(c.plain, 0);
+	note_own(0, 0);
+	ht_fastunwind_thread_done(walker);
+	free(walker);
+	walker = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(rules_match_readelf),
 	        cmocka_unit_test(forget_retires_rules),
+	        cmocka_unit_test(previous_stack_is_the_walk),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, unit_setup_mem, NULL);
 }
