@@ -164,12 +164,6 @@ bool ht_flusher_wanted(void)
 	       atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed);
 }
 
-void ht_flusher_note_need(void)
-{
-	if (!atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) && ht_flusher_needed())
-		atomic_store_explicit(&ht_flusher_want, true, memory_order_relaxed);
-}
-
 /* ------------------------------------------------------- the program's end */
 
 /* True when the thread-group leader is a zombie and heaptap's threads are

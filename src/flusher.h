@@ -32,8 +32,15 @@ bool ht_flusher_needed(void);
 /* Should the slow path start the thread now? */
 bool ht_flusher_wanted(void);
 
-/* Start the thread soon (at the next slow path) if a trigger needs it. */
-void ht_flusher_note_need(void);
+/* Start the thread soon (at the next slow path) if a trigger needs it.
+ * Inline: every sample asks, and the answer is nearly always "wanted
+ * already" or "running". */
+static inline void ht_flusher_note_need(void)
+{
+	if (!atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
+	    !ht_flusher_running() && ht_flusher_needed())
+		atomic_store_explicit(&ht_flusher_want, true, memory_order_relaxed);
+}
 
 /* Start it now (0 or a negative errno); stop it and wait until it is gone
  * (for unshare(CLONE_NEWUSER), which refuses a multithreaded caller). */

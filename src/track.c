@@ -134,11 +134,10 @@ static bool drain_self(struct ht_thread *th)
  * 50 us steps: up to 1 ms for an allocation, 10 ms for a free (a lost free
  * would leave a phantom live block), a second at exact rates, where nothing
  * may be lost. Then the event is dropped and counted. */
-static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_free)
+static __attribute__((noinline)) void *reserve_wait(struct ht_thread *th, uint32_t len,
+                                                    uint64_t rate, int is_free)
 {
-	void *rec = ht_ring_reserve(&th->ring, len);
-	if (rec)
-		return rec;
+	void *rec = NULL;
 	int rounds = rate < HT_EXACT_RATE_LIMIT ? 20000 : is_free ? 200 : 20;
 	ht_track_nocancel();
 	for (int i = 0; i < rounds && !rec; i++) {
@@ -153,6 +152,14 @@ static void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_f
 		rec = ht_ring_reserve(&th->ring, len);
 	}
 	return rec;
+}
+
+static inline void *reserve(struct ht_thread *th, uint32_t len, uint64_t rate, int is_free)
+{
+	void *rec = ht_ring_reserve(&th->ring, len);
+	if (__builtin_expect(rec != NULL, 1))
+		return rec;
+	return reserve_wait(th, len, rate, is_free);
 }
 
 /* Publish a record. When it takes the ring past half full, or past a
@@ -236,7 +243,9 @@ static void record(const struct sample *sm, const uintptr_t *pcs, unsigned depth
 	e->size = sm->n;
 	e->rate = sm->rate;
 	e->ptr = (uintptr_t)sm->p;
-	memcpy(e->pcs, pcs, depth * sizeof(uintptr_t));
+	/* A few words: a loop, not a call to memcpy. */
+	for (unsigned i = 0; i < depth; i++)
+		e->pcs[i] = pcs[i];
 	commit(th, e);
 }
 
@@ -259,14 +268,23 @@ static void sample_walk(void *arg)
 	sample_here(arg);
 }
 
+/* The calling thread's record with its ring ready, or NULL. Made on the
+ * thread's first sample or free event: with cancellation off (stack
+ * bounds, the ring's memory). */
+static inline struct ht_thread *self_ready(struct ht_tls *t)
+{
+	struct ht_thread *th = t->thr;
+	if (__builtin_expect(th && atomic_load_explicit(&th->ring_ready, memory_order_relaxed), 1))
+		return th;
+	ht_track_nocancel();
+	th = ht_thread_self();
+	return th && ht_thread_ring(th) == 0 ? th : NULL;
+}
+
 static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
 {
-	struct ht_tls *t = &ht_tls;
-	if (__builtin_expect(
-	            !t->thr || !atomic_load_explicit(&t->thr->ring_ready, memory_order_relaxed), 0))
-		ht_track_nocancel(); /* the thread's first set-up */
-	struct ht_thread *th = ht_thread_self();
-	if (!th || ht_thread_ring(th) != 0) {
+	struct ht_thread *th = self_ready(&ht_tls);
+	if (!th) {
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
 		return;
 	}
@@ -331,12 +349,9 @@ void ht_track_free_event(uint64_t id)
 	int saved_errno = errno;
 	ht_track_recover(t);
 	ht_busy_enter(t);
-	if (__builtin_expect(
-	            !t->thr || !atomic_load_explicit(&t->thr->ring_ready, memory_order_relaxed), 0))
-		ht_track_nocancel();
-	struct ht_thread *th = ht_thread_self();
+	struct ht_thread *th = self_ready(t);
 	struct ht_ev_free *e = NULL;
-	if (th && ht_thread_ring(th) == 0)
+	if (th)
 		e = reserve(th, sizeof(*e),
 		            atomic_load_explicit(&ht_core.rate, memory_order_relaxed), 1);
 	if (e) {
