@@ -788,6 +788,52 @@ def evaluate_targets(summaries, dump_runs):
                       "worst op during dumps %.2f ms (%s workers, rate %s, %s ops > 1 ms); "
                       "worst op in quiet periods %.2f ms" % (mx[0] / 1000, mx[1], mx[2], mx[3],
                                                              max(quiet) / 1000 if quiet else 0)))
+    # Issue 15: rate 1 against heaptrack, one thread, small blocks.
+    if m:
+        parts, bad = [], 0
+        for size in (16, 64, 256, 1024):
+            row = m.get("malloc size=%d threads=1" % size)
+            if not row or not all(row.get(c, {}).get("median") for c in
+                                  ("none", "heaptap-r1", "heaptrack")):
+                continue
+            a = row["heaptap-r1"]["median"] - row["none"]["median"]
+            h = row["heaptrack"]["median"] - row["none"]["median"]
+            parts.append("%d B: +%.0f ns vs heaptrack +%.0f (%.2f of it)" % (size, a, h, a / h))
+            if a > h / 3:
+                bad += 1
+        if parts:
+            T.append(("rate 1, 1 thread, 16–1024 B pair: added cost ≤ ⅓ of heaptrack's (issue 15)",
+                      "pass" if bad == 0 else "miss", "; ".join(parts)))
+    rows = get("redis")
+    if rows:
+        r1 = geomean([row["heaptap-r1"]["vs_none"] for row in rows.values()
+                      if row.get("heaptap-r1", {}).get("vs_none")])
+        ht = geomean([row["heaptrack"]["vs_none"] for row in rows.values()
+                      if row.get("heaptrack", {}).get("vs_none")])
+        if r1 and ht:
+            T.append(("rate 1, redis-benchmark geomean: slowdown − 1 ≤ ½ of heaptrack's (issue 15)",
+                      "pass" if r1 - 1 <= 0.5 * (ht - 1) else "miss",
+                      "rate 1 ×%.2f, heaptrack ×%.2f (%.2f of its slowdown)" %
+                      (r1, ht, (r1 - 1) / (ht - 1) if ht > 1 else float("inf"))))
+    if m:
+        parts, bad = [], 0
+        for nt in (1, 2, 8):
+            row = m.get("malloc size=65536 threads=%d" % nt)
+            if row and row.get("heaptap", {}).get("median") and row.get("none", {}).get("median"):
+                d = row["heaptap"]["median"] - row["none"]["median"]
+                parts.append("%d thread%s %+.1f ns" % (nt, "" if nt == 1 else "s", d))
+                if d > 6:
+                    bad += 1
+        if parts:
+            T.append(("default rate, 64 KiB pair ≤ +6 ns (issue 15)",
+                      "pass" if bad == 0 else "miss", "; ".join(parts)))
+    ch = get("churn")
+    if ch:
+        for k, row in ch.items():
+            r = row.get("heaptap", {}).get("vs_none")
+            if r:
+                T.append(("default rate, thread churn ≤ ×1.10 (issue 15)",
+                          "pass" if r <= 1.10 else "miss", "%s ×%.3f" % (k, r)))
     # Issue 15: heaptap's memory per live allocation at rate 1.
     lv = summaries.get("live")
     if lv:
