@@ -118,6 +118,8 @@ struct stack_ent {
 	UT_hash_handle hh;
 	struct szb *sizes;       /* its size buckets, newest first */
 	struct szb *last;        /* the one used last (a stack's sizes repeat) */
+	struct szent *stab;      /* its buckets by size (open addressing), or NULL */
+	uint32_t scap, nsz;      /* slots of stab (a power of two), buckets in it */
 	struct stack_ent *older; /* retired stacks, newest first */
 	int32_t gone;            /* retired at dlclose: that gone module; else -1 */
 	uint32_t depth;
@@ -129,8 +131,17 @@ struct szkey {
 	uint64_t size;
 };
 
+/* A stack's table of its buckets by size. Per stack rather than one table
+ * of (stack, size) keys for all: at rate 1 a program can have millions of
+ * buckets (every size from every place), and a lookup then costs a miss in
+ * a large shared table and one per record on its chain; here it reads the
+ * stack's own small array, 16 bytes a size. */
+struct szent {
+	uint64_t size;
+	struct szb *b; /* NULL: empty slot */
+};
+
 struct szb {
-	UT_hash_handle hh;
 	struct szkey k;
 	struct szb *next;      /* in its stack */
 	uint32_t id;           /* its number in by_id: what a resolved slot names */
@@ -163,7 +174,6 @@ struct pend {
 	(sizeof(struct live) > sizeof(struct pend) ? sizeof(struct live) : sizeof(struct pend))
 static struct stack_ent *stacks;
 static struct stack_ent *retired;
-static struct szb *buckets;
 static uint64_t nbuckets;
 static struct szb **by_id; /* bucket by number */
 static uint32_t by_id_len, by_id_cap;
@@ -273,30 +283,67 @@ static uint32_t number(struct szb *b)
 	return by_id_len++;
 }
 
+static inline uint32_t size_slot(uint64_t size, uint32_t cap)
+{
+	return (uint32_t)((size * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+/* Put b in st's table of sizes (known absent), growing it at three
+ * quarters full. false when there is no memory for that. */
+static bool size_put(struct stack_ent *st, struct szb *b)
+{
+	if ((st->nsz + 1) * 4 > st->scap * 3) {
+		uint32_t cap = st->scap ? st->scap * 2 : 4;
+		struct szent *t = ht_mem_calloc(cap, sizeof(*t));
+		if (!t)
+			return false;
+		for (uint32_t i = 0; i < st->scap; i++) {
+			if (!st->stab[i].b)
+				continue;
+			uint32_t j = size_slot(st->stab[i].size, cap);
+			while (t[j].b)
+				j = (j + 1) & (cap - 1);
+			t[j] = st->stab[i];
+		}
+		ht_mem_free(st->stab);
+		st->stab = t;
+		st->scap = cap;
+	}
+	uint32_t j = size_slot(b->k.size, st->scap);
+	while (st->stab[j].b)
+		j = (j + 1) & (st->scap - 1);
+	st->stab[j].size = b->k.size;
+	st->stab[j].b = b;
+	st->nsz++;
+	return true;
+}
+
 /* The (stack, size) bucket. Past HT_AGG_MAX_BUCKETS new sizes go to the
  * stack's newest bucket, so weight is never lost. */
 static struct szb *bucket(struct stack_ent *st, uint64_t size)
 {
 	if (st->last && st->last->k.size == size)
 		return st->last;
-	struct szkey k;
-	memset(&k, 0, sizeof(k));
-	k.st = st;
-	k.size = size;
-	struct szb *b = NULL;
-	HASH_FIND(hh, buckets, &k, sizeof(k), b);
-	if (b)
-		return st->last = b;
+	if (st->stab) {
+		for (uint32_t j = size_slot(size, st->scap); st->stab[j].b;
+		     j = (j + 1) & (st->scap - 1))
+			if (st->stab[j].size == size)
+				return st->last = st->stab[j].b;
+	}
 	if (nbuckets >= HT_AGG_MAX_BUCKETS && st->sizes)
 		return st->sizes;
-	b = ht_mem_calloc(1, sizeof(*b));
+	struct szb *b = ht_mem_calloc(1, sizeof(*b));
 	if (!b)
 		return st->sizes;
-	b->k = k;
+	b->k.st = st;
+	b->k.size = size;
+	if (!size_put(st, b)) {
+		ht_mem_free(b);
+		return st->sizes;
+	}
 	b->id = number(b);
 	b->next = st->sizes;
 	st->sizes = b;
-	HASH_ADD(hh, buckets, k, sizeof(b->k), b);
 	nbuckets++;
 	return st->last = b;
 }
