@@ -14,10 +14,11 @@ int ht_ring_init(struct ht_ring *r, size_t size)
 	memset(r, 0, sizeof(*r));
 	if (size < 4096 || (size & (size - 1)))
 		return -EINVAL;
-	r->data = ht_mem_alloc(size);
+	r->data = ht_mem_alloc(size + HT_RING_SCRATCH);
 	if (!r->data)
 		return -ENOMEM;
 	r->size = size;
+	r->scratch = r->data + size;
 	return 0;
 }
 
@@ -25,6 +26,7 @@ void ht_ring_destroy(struct ht_ring *r)
 {
 	ht_mem_free(r->data);
 	r->data = NULL;
+	r->scratch = NULL;
 	r->size = 0;
 }
 

@@ -63,7 +63,14 @@ struct ht_ring {
 	char pad2[56];
 	uint64_t size; /* power of two */
 	uint8_t *data;
+	/* The producer's scratch, HT_RING_SCRATCH bytes after the data (one
+	 * allocation): where a sample's stack is walked into before it is
+	 * copied into a record, so that the frame array costs the program's
+	 * stack nothing (a sample may run on a small one). */
+	void *scratch;
 };
+
+#define HT_RING_SCRATCH 4096
 
 int ht_ring_init(struct ht_ring *r, size_t size);
 void ht_ring_destroy(struct ht_ring *r);

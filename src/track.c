@@ -183,6 +183,9 @@ static void commit(struct ht_thread *th, void *rec)
 		ht_flusher_kick();
 }
 
+_Static_assert((HT_MAX_DEPTH + HT_UNWIND_SLACK) * sizeof(uintptr_t) <= HT_RING_SCRATCH,
+               "a walk's frames fit the ring's scratch");
+
 struct sample {
 	struct ht_thread *th;
 	void *p;
@@ -258,7 +261,10 @@ static inline __attribute__((always_inline)) void sample_here(void *arg)
 {
 	const struct sample *sm = arg;
 	unsigned max = ht_opt.depth < HT_MAX_DEPTH ? ht_opt.depth : HT_MAX_DEPTH;
-	uintptr_t pcs[max + HT_UNWIND_SLACK];
+	/* The frames go to the thread's scratch beside its ring, not to this
+	 * stack: 2 KiB at the deepest, which a small stack may not have. One
+	 * sample at a time per thread (it is busy), so one scratch is enough. */
+	uintptr_t *pcs = sm->th->ring.scratch;
 	unsigned depth = ht_unwind_capture(pcs, max, sm->ra, sm->rate < HT_EXACT_RATE_LIMIT);
 	record(sm, pcs, depth);
 }
