@@ -16,6 +16,7 @@ Every driver takes the htlib options (--lib, --bindir, ...) plus --soak
 (longer, heavier runs; ctest registers those only with -DHEAPTAP_SOAK=ON).
 """
 
+import errno
 import os
 import re
 import shutil
@@ -188,6 +189,38 @@ def baseline(ctx, argv, label="", timeout=60):
     ctx.check(p.returncode == 0 and p.values().get("done") == "1",
               "%swithout heaptap: the program runs to the end" % label, p.transcript())
     return p
+
+
+def api_runs(ctx, prog, api, tag, timeout=60):
+    """A program of heaptap's API (heaptap_pause, heaptap_set_rate, ...):
+    without heaptap it must run to the end with the call returning -ENOSYS
+    (it prints `<api>=<result>`); then under heaptap at rate 1, into a fresh
+    output directory, it must run to the end, read its stats and write its
+    dump. Returns the second run, its values and the directory."""
+    base = run(ctx, [prog], preload=False, timeout=timeout)
+    bv = base.values()
+    ctx.check(base.returncode == 0 and bv.get("done") == "1" and
+              bv.get(api) == str(-errno.ENOSYS),
+              "without heaptap: runs to the end, %s returns -ENOSYS" % tag, base.transcript())
+    d = ctx.tmpdir(os.path.basename(prog))
+    p = run(ctx, [prog], outdir=d, env={"HEAPTAP_RATE": "1"}, timeout=timeout + 30)
+    v = p.values()
+    ctx.check(p.returncode == 0 and v.get("done") == "1" and v.get("dump") == "0" and
+              v.get("stats") == "0", "runs to the end under heaptap, stats read, dump written",
+              p.transcript())
+    return p, v, d
+
+
+def api_heap(ctx, p, d):
+    """The heap profile of api_runs' first dump, decoded and checked for the
+    shape of a rate-1 profile; None (a failed check) when it is missing."""
+    finals = check_outdir(ctx, d)
+    if (p.pid, 1) not in finals:
+        ctx.check(False, "dump written", str(sorted(finals)))
+        return None
+    prof = ctx.decode(finals[(p.pid, 1)]["heap"])
+    htlib.check_heap_shape(ctx, prof, rate=1)
+    return prof
 
 
 # ---------------------------------------------------------------------------

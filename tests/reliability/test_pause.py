@@ -16,29 +16,14 @@ keeps K blocks. Checked:
     nothing from during_pause, and after_resume K;
   * without heaptap the program runs to the end (the calls return -ENOSYS).
 """
-import errno
 
 import htlib
 import rlib
-from rlib import check_outdir
 
 
 def body(ctx):
     ctx.need_protoc()
-    prog = ctx.example("rel_pause")
-    base = rlib.run(ctx, [prog], preload=False, timeout=60)
-    bv = base.values()
-    ctx.check(base.returncode == 0 and bv.get("done") == "1" and
-              bv.get("pause") == str(-errno.ENOSYS),
-              "without heaptap: runs to the end, heaptap_pause() returns -ENOSYS",
-              base.transcript())
-
-    d = ctx.tmpdir("pause")
-    p = rlib.run(ctx, [prog], outdir=d, env={"HEAPTAP_RATE": "1"}, timeout=60)
-    v = p.values()
-    ctx.check(p.returncode == 0 and v.get("done") == "1" and v.get("dump") == "0" and
-              v.get("stats") == "0", "runs to the end under heaptap, stats read, dump written",
-              p.transcript())
+    p, v, d = rlib.api_runs(ctx, ctx.example("rel_pause"), "pause", "heaptap_pause()")
     ctx.check(v.get("pause") == "0" and v.get("resume") == "0",
               "heaptap_pause() and heaptap_resume() return 0", p.transcript())
     flags = (v.get("paused_before"), v.get("paused_during"), v.get("paused_after"))
@@ -52,12 +37,9 @@ def body(ctx):
                       "got %s" % v.get(key))
     ctx.check(not p.heaptap_lines(), "heaptap says nothing", str(p.heaptap_lines()))
 
-    finals = check_outdir(ctx, d)
-    if (p.pid, 1) not in finals:
-        ctx.check(False, "dump written", str(sorted(finals)))
+    prof = rlib.api_heap(ctx, p, d)
+    if prof is None:
         return
-    prof = ctx.decode(finals[(p.pid, 1)]["heap"])
-    htlib.check_heap_shape(ctx, prof, rate=1)
     htlib.compare_expects(ctx, prof, p.expects(), mode="leaf")
     ctx.check(not prof.samples_with("during_pause"),
               "no sample anywhere through during_pause",

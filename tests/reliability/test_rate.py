@@ -22,29 +22,15 @@ alloc_three's and churn_exact allocates and frees. Checked:
     or settle, whose blocks were all freed;
   * without heaptap the program runs to the end (the calls return -ENOSYS).
 """
-import errno
 
 import htlib
 import rlib
-from rlib import check_outdir
 
 
 def body(ctx):
     ctx.need_protoc()
-    prog = ctx.example("rel_rate")
-    base = rlib.run(ctx, [prog], preload=False, timeout=60)
-    bv = base.values()
-    ctx.check(base.returncode == 0 and bv.get("done") == "1" and
-              bv.get("to_default") == str(-errno.ENOSYS),
-              "without heaptap: runs to the end, heaptap_set_rate() returns -ENOSYS",
-              base.transcript())
-
-    d = ctx.tmpdir("rate")
-    p = rlib.run(ctx, [prog], outdir=d, env={"HEAPTAP_RATE": "1"}, timeout=90)
-    v = p.values()
-    ctx.check(p.returncode == 0 and v.get("done") == "1" and v.get("dump") == "0" and
-              v.get("stats") == "0", "runs to the end under heaptap, stats read, dump written",
-              p.transcript())
+    p, v, d = rlib.api_runs(ctx, ctx.example("rel_rate"), "to_default", "heaptap_set_rate()",
+                            timeout=60)
     ctx.check(v.get("to_default") == "0" and v.get("to_one") == "0",
               "heaptap_set_rate() returns 0 both ways", p.transcript())
     rates = (v.get("rate_one"), v.get("rate_default"), v.get("rate_end"))
@@ -58,12 +44,9 @@ def body(ctx):
               "dropped=%s" % v.get("dropped"))
     ctx.check(not p.heaptap_lines(), "heaptap says nothing", str(p.heaptap_lines()))
 
-    finals = check_outdir(ctx, d)
-    if (p.pid, 1) not in finals:
-        ctx.check(False, "dump written", str(sorted(finals)))
+    prof = rlib.api_heap(ctx, p, d)
+    if prof is None:
         return
-    prof = ctx.decode(finals[(p.pid, 1)]["heap"])
-    htlib.check_heap_shape(ctx, prof, rate=1)
     htlib.check_no_drops(ctx, prof)
     htlib.compare_expects(ctx, prof, p.expects(), mode="leaf")
     for fn in ("churn_sampled", "settle"):
