@@ -3,7 +3,7 @@
  * counts at rate 1, unbiased weights at a sampled rate, a free drained before
  * its allocation, and one row per (stack, size); and a thread's ring drained
  * as one batch, where a sample freed within the batch only counts as an
- * allocation.
+ * allocation; and one stack with a thousand sizes.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -209,6 +209,46 @@ static void batch(void **state)
 	ht_mem_free(th);
 }
 
+/* One stack with 1,000 sizes, met in an order that is not the order they
+ * were made in: every size keeps its own row and its own counts as the
+ * stack's table of sizes grows (4 slots first, doubling at three quarters),
+ * and a size met again after others finds its row, not a new one. */
+static void many_sizes(void **state)
+{
+	(void)state;
+	const uintptr_t s[] = {0x7000, 0x8000, 0x9000};
+	struct ht_agg_totals t0, t;
+	ht_agg_totals(&t0);
+	uint64_t id = 1000;
+	for (int round = 0; round < 3; round++)
+		for (uint64_t k = 0; k < 1000; k++) {
+			uint64_t size = 16 + ((k * 617) % 1000) * 8; /* a permutation */
+			alloc_ev(id, size, 1, s, 3);
+			if (round < 2)
+				free_ev(id);
+			id++;
+		}
+	ht_agg_totals(&t);
+	assert_int_equal(t.live_samples - t0.live_samples, 1000);
+	assert_int_equal(t.stacks - t0.stacks, 1);
+	struct ht_heap_row *rows;
+	size_t n;
+	assert_int_equal(ht_agg_heap_rows(&rows, &n), 0);
+	size_t mine = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!rows[i].depth || rows[i].pcs[0] != 0x7000)
+			continue;
+		mine++;
+		uint64_t size = rows[i].size;
+		assert_true(size >= 16 && size < 16 + 8000 && (size - 16) % 8 == 0);
+		assert_true(rows[i].alloc_objects == 3 &&
+		            rows[i].alloc_bytes == 3.0 * (double)size);
+		assert_true(rows[i].inuse_objects == 1 && rows[i].inuse_bytes == (double)size);
+	}
+	assert_int_equal(mine, 1000);
+	ht_mem_free(rows);
+}
+
 int main(void)
 {
 	ht_mem_init();
@@ -216,6 +256,7 @@ int main(void)
 	        cmocka_unit_test(exact_and_sampled),
 	        cmocka_unit_test(free_everything),
 	        cmocka_unit_test(batch),
+	        cmocka_unit_test(many_sizes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
