@@ -283,9 +283,14 @@ static uint32_t number(struct szb *b)
 	return by_id_len++;
 }
 
-static inline uint32_t size_slot(uint64_t size, uint32_t cap)
+/* The slot of `size` in a table of sizes: where it is, or the empty slot
+ * where it goes (linear probing; the table is never full). */
+static uint32_t size_slot(const struct szent *t, uint32_t cap, uint64_t size)
 {
-	return (uint32_t)((size * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+	uint32_t j = (uint32_t)((size * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+	while (t[j].b && t[j].size != size)
+		j = (j + 1) & (cap - 1);
+	return j;
 }
 
 /* Put b in st's table of sizes (known absent), growing it at three
@@ -297,23 +302,14 @@ static bool size_put(struct stack_ent *st, struct szb *b)
 		struct szent *t = ht_mem_calloc(cap, sizeof(*t));
 		if (!t)
 			return false;
-		for (uint32_t i = 0; i < st->scap; i++) {
-			if (!st->stab[i].b)
-				continue;
-			uint32_t j = size_slot(st->stab[i].size, cap);
-			while (t[j].b)
-				j = (j + 1) & (cap - 1);
-			t[j] = st->stab[i];
-		}
+		for (uint32_t i = 0; i < st->scap; i++)
+			if (st->stab[i].b)
+				t[size_slot(t, cap, st->stab[i].size)] = st->stab[i];
 		ht_mem_free(st->stab);
 		st->stab = t;
 		st->scap = cap;
 	}
-	uint32_t j = size_slot(b->k.size, st->scap);
-	while (st->stab[j].b)
-		j = (j + 1) & (st->scap - 1);
-	st->stab[j].size = b->k.size;
-	st->stab[j].b = b;
+	st->stab[size_slot(st->stab, st->scap, b->k.size)] = (struct szent){b->k.size, b};
 	st->nsz++;
 	return true;
 }
@@ -325,10 +321,9 @@ static struct szb *bucket(struct stack_ent *st, uint64_t size)
 	if (st->last && st->last->k.size == size)
 		return st->last;
 	if (st->stab) {
-		for (uint32_t j = size_slot(size, st->scap); st->stab[j].b;
-		     j = (j + 1) & (st->scap - 1))
-			if (st->stab[j].size == size)
-				return st->last = st->stab[j].b;
+		struct szb *b = st->stab[size_slot(st->stab, st->scap, size)].b;
+		if (b)
+			return st->last = b;
 	}
 	if (nbuckets >= HT_AGG_MAX_BUCKETS && st->sizes)
 		return st->sizes;
@@ -383,9 +378,9 @@ static void inuse_sub(struct szb *b, double w, uint64_t size)
 
 /* An ALLOC's counts: its weight added to its bucket's allocations. The
  * bucket, or NULL (counted as dropped) when there is none. */
-static struct szb *alloc_counts(const struct ht_ev_alloc *e)
+static struct szb *alloc_counts(const struct ht_ev_alloc *e, double *weight)
 {
-	double w = ht_sample_weight(e->size, e->rate);
+	double w = *weight = ht_sample_weight(e->size, e->rate);
 	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
 	struct szb *b = bucket(st, e->size);
 	if (!b) {
@@ -398,10 +393,9 @@ static struct szb *alloc_counts(const struct ht_ev_alloc *e)
 }
 
 /* An ALLOC whose sample is still live as far as its ring says: in use
- * from now on, its slot resolved to its bucket. */
-static void alloc_live(const struct ht_ev_alloc *e, struct szb *b)
+ * from now on (w objects), its slot resolved to its bucket. */
+static void alloc_live(const struct ht_ev_alloc *e, struct szb *b, double w)
 {
-	double w = ht_sample_weight(e->size, e->rate);
 	/* Freed already (the free was drained first)? Then it is not live. */
 	struct pend *p = NULL;
 	if (pendings) {
@@ -432,9 +426,10 @@ static void alloc_live(const struct ht_ev_alloc *e, struct szb *b)
 
 static void on_alloc(const struct ht_ev_alloc *e)
 {
-	struct szb *b = alloc_counts(e);
+	double w;
+	struct szb *b = alloc_counts(e, &w);
 	if (b)
-		alloc_live(e, b);
+		alloc_live(e, b, w);
 }
 
 static void on_free(const struct ht_ev_free *e)
@@ -476,9 +471,9 @@ void ht_agg_event(const struct ht_ev_hdr *h)
  * read once, in order: an ALLOC adds its counts and is put aside, by its
  * count in the thread (ids carry the thread's serial and a count that only
  * grows, so the batch's samples are numbered from its first ALLOC's); a
- * FREE of a sample put aside marks it; a FREE of any other is taken out
- * at once. At the end, before the ring gets the records back, the samples
- * put aside and not freed become live. A thread's FREE always follows its
+ * FREE of a sample put aside takes it off again; a FREE of any other is
+ * taken out at once. At the end, before the ring gets the records back,
+ * the samples still put aside become live. A thread's FREE always follows its
  * own ALLOC in its ring: the block is not the program's before the ALLOC
  * is written. */
 #define BATCH_MAX 8192 /* ALLOCs put aside; a 256 KiB ring holds at most 6,553 */
@@ -487,9 +482,9 @@ static struct {
 	uint64_t serial; /* the thread's, as ids carry it */
 	uint64_t base;   /* count of the batch's first ALLOC */
 	uint64_t n;      /* entries of aside[] that may be set */
-	uint64_t freed[BATCH_MAX / 64];
 	struct {
-		const struct ht_ev_alloc *e; /* NULL: no ALLOC of that count */
+		/* NULL: no ALLOC of that count, or freed in the batch */
+		const struct ht_ev_alloc *e;
 		struct szb *b;
 	} aside[BATCH_MAX];
 } batch;
@@ -509,7 +504,8 @@ static void batch_event(const struct ht_ev_hdr *h, void *arg)
 	uint64_t bit;
 	if (h->kind == HT_EV_ALLOC) {
 		const struct ht_ev_alloc *e = (const struct ht_ev_alloc *)h;
-		struct szb *b = alloc_counts(e);
+		double w;
+		struct szb *b = alloc_counts(e, &w);
 		if (!b)
 			return;
 		if (batch.base == NO_BASE && e->id >> HT_ID_COUNT_BITS == batch.serial)
@@ -521,13 +517,13 @@ static void batch_event(const struct ht_ev_hdr *h, void *arg)
 				batch.n = bit + 1;
 			return;
 		}
-		alloc_live(e, b);
+		alloc_live(e, b, w);
 	} else if (h->kind == HT_EV_FREE) {
 		const struct ht_ev_free *e = (const struct ht_ev_free *)h;
 		if (batch_bit(e->id, &bit) && bit < batch.n && batch.aside[bit].e) {
 			/* Its ALLOC came before, in this batch: nothing to take
-			 * back. */
-			batch.freed[bit / 64] |= (uint64_t)1 << (bit % 64);
+			 * back, and it never becomes live. */
+			batch.aside[bit].e = NULL;
 			return;
 		}
 		on_free(e);
@@ -538,11 +534,11 @@ static void batch_end(void *arg)
 {
 	(void)arg;
 	for (uint64_t i = 0; i < batch.n; i++) {
-		if (batch.aside[i].e && !(batch.freed[i / 64] >> (i % 64) & 1))
-			alloc_live(batch.aside[i].e, batch.aside[i].b);
+		const struct ht_ev_alloc *e = batch.aside[i].e;
+		if (e)
+			alloc_live(e, batch.aside[i].b, ht_sample_weight(e->size, e->rate));
 		batch.aside[i].e = NULL;
 	}
-	memset(batch.freed, 0, (batch.n + 63) / 64 * sizeof(batch.freed[0]));
 	batch.n = 0;
 }
 
