@@ -5,14 +5,19 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
-/* write() (pipes and sockets have no offset) or pread() at pos, to the end. */
+/* write (pipes and sockets have no offset) or pread at pos, to the end.
+ * Raw syscalls: glibc's write() and pread() are cancellation points, and
+ * heaptap writes from program threads (a log line inside a sample, a dump
+ * by heaptap_dump) that must not end there. */
 static int transfer(int fd, char *p, size_t len, uint64_t pos, bool out)
 {
 	while (len > 0) {
-		ssize_t r = out ? write(fd, p, len) : pread(fd, p, len, (off_t)pos);
+		long r = out ? syscall(SYS_write, fd, p, len)
+		             : syscall(SYS_pread64, fd, p, len, (off_t)pos);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)

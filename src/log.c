@@ -8,12 +8,13 @@
  */
 #include "log.h"
 
+#include "io.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define HT_LOG_MAX 100
@@ -42,16 +43,7 @@ void ht_log(const char *fmt, ...)
 		if (line[i] == '\n' || line[i] == '\r')
 			line[i] = ' ';
 	line[total++] = '\n';
-	/* Raw syscalls: write() is a cancellation point, and a line may be
-	 * written from inside a sample with cancellation on (track.c). */
-	for (size_t off = 0; off < total;) {
-		long r = syscall(SYS_write, ht_log_fd, line + off, total - off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		off += (size_t)r;
-	}
+	ht_io_write_all(ht_log_fd, line, total); /* never a cancellation point */
 	ht_log_count++;
 out:
 	errno = saved;

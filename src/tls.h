@@ -52,18 +52,23 @@ static inline void ht_busy_enter(struct ht_tls *t)
 	}
 }
 
+/* Cancellation back as it was, if the busy section turned it off (track.c:
+ * only on the way into a possible cancellation point). */
+static inline void ht_busy_cancel_restore(struct ht_tls *t)
+{
+	if (__builtin_expect(t->cancel_off, 0)) {
+		t->cancel_off = 0;
+		pthread_setcancelstate(t->cancel_state, NULL);
+	}
+}
+
 static inline void ht_busy_exit(struct ht_tls *t)
 {
 	if (t->busy == 0)
 		return; /* the section was abandoned and reset meanwhile */
 	if (--t->busy == 0) {
 		t->countdown = t->saved_countdown;
-		/* Cancellation back as it was, if the section turned it off
-		 * (track.c: only on the way into a possible cancellation point). */
-		if (__builtin_expect(t->cancel_off, 0)) {
-			t->cancel_off = 0;
-			pthread_setcancelstate(t->cancel_state, NULL);
-		}
+		ht_busy_cancel_restore(t);
 	}
 }
 

@@ -64,11 +64,11 @@ static bool busy_abandoned(struct ht_tls *t)
  * locked instructions in glibc (pthread_setcancelstate), a tenth of a
  * sample at rate 1, so it is turned off only on the way into something
  * that may be a cancellation point: a wait (nanosleep), libunwind, a
- * thread's first set-up (stack bounds, ring); and back on when the busy
- * section ends. The common sample (heaptap's own unwinder, room in the
- * ring and the set) calls nothing that could be one; log lines and the
- * flusher's wake-up write with raw syscalls, which never are. The busy
- * section's end (ht_busy_exit) turns it back on. */
+ * thread's first set-up (stack bounds, ring); the busy section's end
+ * (ht_busy_exit) turns it back on. The common sample (heaptap's own
+ * unwinder, room in the ring and the set) calls nothing that could be one;
+ * heaptap's writes (log lines, io.c) and the flusher's wake-up are raw
+ * syscalls, which never are. */
 void ht_track_nocancel(void)
 {
 	struct ht_tls *t = &ht_tls;
@@ -94,10 +94,7 @@ bool ht_track_recover(struct ht_tls *t)
 	t->busy = 0;
 	t->countdown = t->saved_countdown;
 	ht_mem_release_mine();
-	if (t->cancel_off) {
-		t->cancel_off = 0;
-		pthread_setcancelstate(t->cancel_state, NULL);
-	}
+	ht_busy_cancel_restore(t);
 	atomic_fetch_add_explicit(&ht_core.busy_resets, 1, memory_order_relaxed);
 	return true;
 }
