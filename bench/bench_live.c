@@ -20,6 +20,7 @@
 #include <heaptap.h>
 
 #include "common.h"
+#include "live_blocks.h"
 
 /* kB figure of a /proc/self/status line ("VmRSS:", "VmHWM:"), in bytes. */
 static long long status_bytes(const char *key)
@@ -44,20 +45,9 @@ int main(int argc, char **argv)
 	long n = argc > 1 ? atol(argv[1]) : 1000000;
 	if (n <= 0)
 		return 2;
-	/* The array of pointers is the program's own memory too, the same in
-	 * every run. */
-	char **keep = malloc((size_t)n * sizeof(*keep));
+	char **keep = live_blocks_hold(n);
 	if (!keep)
 		return 1;
-	uint32_t x = 12345;
-	for (long i = 0; i < n; i++) {
-		x = x * 1103515245u + 12345u;
-		size_t size = 32 + (x >> 16) % 49;
-		keep[i] = malloc(size);
-		if (!keep[i])
-			return 1;
-		memset(keep[i], (int)i, size);
-	}
 	/* Read before stdio allocates its buffer, alike in every run. */
 	long long rss = status_bytes("VmRSS:"), peak = status_bytes("VmHWM:");
 	struct heaptap_stats st;

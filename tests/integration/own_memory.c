@@ -10,6 +10,7 @@
  *
  * Lines: rss_bytes=N, dump=RC, stats=RC own_bytes=N resident_bytes=N, done=1.
  */
+#include "live_blocks.h"
 #include "rel_common.h"
 
 static long long rss_bytes(void)
@@ -29,18 +30,9 @@ int main(int argc, char **argv)
 	long n = argc > 1 ? atol(argv[1]) : 200000;
 	if (n <= 0)
 		return 2;
-	char **keep = malloc((size_t)n * sizeof(*keep));
+	char **keep = live_blocks_hold(n);
 	if (!keep)
 		return 1;
-	uint32_t x = 12345;
-	for (long i = 0; i < n; i++) {
-		x = x * 1103515245u + 12345u;
-		size_t size = 32 + (x >> 16) % 49;
-		keep[i] = malloc(size);
-		if (!keep[i])
-			return 1;
-		memset(keep[i], (int)i, size);
-	}
 	/* Read before anything prints: stdout's buffer comes after, in both
 	 * runs alike. */
 	long long rss = rss_bytes();
