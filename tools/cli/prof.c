@@ -861,3 +861,12 @@ int64_t hc_sample_num(const struct hc_sample *s, const char *key)
 			return s->labels[i].num;
 	return -1;
 }
+
+struct hc_prof *hc_prof_load_or_die(const char *path)
+{
+	char err[512];
+	struct hc_prof *p = hc_prof_load(path, err, sizeof(err));
+	if (!p)
+		hc_die(2, "%s", err);
+	return p;
+}

@@ -81,6 +81,10 @@ enum { HC_OTHER = 0, HC_HEAP = 1, HC_THREADS = 2 };
 /* Load a file. On failure returns NULL and writes one line naming the file
  * and the reason into err. */
 struct hc_prof *hc_prof_load(const char *path, char *err, size_t errlen);
+
+/* The same for a command that cannot go on without the file: one line
+ * naming it and exit 2 when it cannot be read. */
+struct hc_prof *hc_prof_load_or_die(const char *path);
 /* Decode from memory (already decompressed or gzip): the fuzz entry. */
 struct hc_prof *hc_prof_parse(const uint8_t *data, size_t len, const char *path, char *err,
                               size_t errlen);

@@ -607,15 +607,6 @@ static void put_escaped(FILE *o, const char *s, size_t len)
 	fwrite(s + from, 1, len - from, o);
 }
 
-static struct hc_prof *load(const char *path)
-{
-	char err[512];
-	struct hc_prof *p = hc_prof_load(path, err, sizeof(err));
-	if (!p)
-		hc_die(2, "%s", err);
-	return p;
-}
-
 struct tree_spec {
 	const char *id, *title, *sample, *unit, *file, *note;
 	struct tree *t;
@@ -919,10 +910,10 @@ int hc_cmd_report(int argc, char **argv)
 	char *doc = cut_lists(jdoc, jlen, &doclen, &stacks_omitted, &threads_omitted);
 
 	/* The trees. */
-	struct hc_prof *last = load(used[nused - 1]);
-	struct hc_prof *first = nused > 1 ? load(used[0]) : NULL;
+	struct hc_prof *last = hc_prof_load_or_die(used[nused - 1]);
+	struct hc_prof *first = nused > 1 ? hc_prof_load_or_die(used[0]) : NULL;
 	char *thr_path = thread_file_for(used[nused - 1], files, nfiles);
-	struct hc_prof *thr = thr_path ? load(thr_path) : NULL;
+	struct hc_prof *thr = thr_path ? hc_prof_load_or_die(thr_path) : NULL;
 	if (thr && thr->kind != HC_THREADS) {
 		hc_prof_free(thr);
 		thr = NULL;

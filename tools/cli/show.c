@@ -111,15 +111,6 @@ static void fn_free(struct fn_table *t)
 	}
 }
 
-static struct hc_prof *load(const char *path)
-{
-	char err[512];
-	struct hc_prof *p = hc_prof_load(path, err, sizeof(err));
-	if (!p)
-		hc_die(2, "%s", err);
-	return p;
-}
-
 /* The sample type: --sample, else the profile's default, else the last. */
 static int pick_type(const struct hc_prof *p, const char *want)
 {
@@ -352,7 +343,7 @@ int hc_cmd_top(int argc, char **argv)
 	struct table_opts t;
 	char *file;
 	table_args(argc, argv, "top", 1, &t, &file);
-	struct hc_prof *p = load(file);
+	struct hc_prof *p = hc_prof_load_or_die(file);
 	int ti = pick_type(p, t.sample);
 	struct fn_table ft = {0};
 	double total = 0;
@@ -403,7 +394,7 @@ int hc_cmd_threads(int argc, char **argv)
 	struct table_opts t;
 	char *file;
 	table_args(argc, argv, "threads", 1, &t, &file);
-	struct hc_prof *p = load(file);
+	struct hc_prof *p = hc_prof_load_or_die(file);
 	if (p->kind != HC_THREADS)
 		hc_die(2, "%s: not a thread profile (sample type %s); give a .threads.pb.gz file",
 		       file, p->types[0]);
@@ -489,7 +480,7 @@ int hc_cmd_diff(int argc, char **argv)
 	struct table_opts t;
 	char *files[2];
 	table_args(argc, argv, "diff", 2, &t, files);
-	struct hc_prof *a = load(files[0]), *b = load(files[1]);
+	struct hc_prof *a = hc_prof_load_or_die(files[0]), *b = hc_prof_load_or_die(files[1]);
 	int tb = pick_type(b, t.sample);
 	int ta = hc_prof_type(a, b->types[tb]);
 	if (ta < 0)
