@@ -31,12 +31,8 @@ def body(ctx):
               "heaptap --version", repr(p.stdout + p.stderr))
     p = subprocess.run([cli, "--help"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ctx.check(p.returncode == 0 and b"heaptap run" in p.stdout, "heaptap --help")
-    for bad in (["frobnicate"], ["run"], ["run", "--rate"], ["dump"], ["dump", "notapid"]):
-        p = subprocess.run([cli] + bad, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        lines = p.stderr.decode().splitlines()
-        ctx.check(p.returncode == 2 and len(lines) == 1 and lines[0].startswith("heaptap: "),
-                  "heaptap %s: exit 2 with one heaptap: line" % " ".join(bad),
-                  "exit %d, stderr %r" % (p.returncode, p.stderr))
+    htlib.check_usage_errors(ctx, cli, [["frobnicate"], ["run"], ["run", "--rate"], ["dump"],
+                                        ["dump", "notapid"]], env)
 
     # run: environment and LD_PRELOAD as the program sees them.
     outdir = ctx.tmpdir("cli")

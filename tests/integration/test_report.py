@@ -444,13 +444,9 @@ def body(ctx):
     env = htlib.clean_env()
 
     # Usage errors: one heaptap: line, exit 2.
-    for bad in (["report"], ["report", "x.heap.pb.gz"], ["report", "-o"],
-                ["report", "-o", os.devnull, "/nonexistent.heap.pb.gz"]):
-        p = subprocess.run([cli] + bad, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        lines = p.stderr.decode().splitlines()
-        ctx.check(p.returncode == 2 and len(lines) == 1 and lines[0].startswith("heaptap: "),
-                  "heaptap %s: exit 2 with one heaptap: line" % " ".join(bad),
-                  "exit %d, %r" % (p.returncode, p.stderr))
+    htlib.check_usage_errors(ctx, cli, [["report"], ["report", "x.heap.pb.gz"], ["report", "-o"],
+                                        ["report", "-o", os.devnull, "/nonexistent.heap.pb.gz"]],
+                             env)
 
     # The detector: a page that makes requests is seen doing it.
     work = ctx.tmpdir("report")

@@ -137,6 +137,17 @@ class Context:
 PASS_THROUGH = ("HEAPTAP_UNWIND_CHECK",)
 
 
+def check_usage_errors(ctx, cli, argvs, env):
+    """Each argv (arguments of the heaptap command) is a usage error: exit
+    2 and exactly one line on stderr, starting "heaptap: "."""
+    for bad in argvs:
+        p = subprocess.run([cli] + bad, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines = p.stderr.decode().splitlines()
+        ctx.check(p.returncode == 2 and len(lines) == 1 and lines[0].startswith("heaptap: "),
+                  "heaptap %s: exit 2 with one heaptap: line" % " ".join(bad),
+                  "exit %d, stderr %r" % (p.returncode, p.stderr))
+
+
 def clean_env(extra=None):
     """The environment without any HEAPTAP_* (but PASS_THROUGH) or LD_PRELOAD, plus
     extra."""
