@@ -376,11 +376,35 @@ static void inuse_sub(struct szb *b, double w, uint64_t size)
 	live_samples--;
 }
 
+/* A sample's weight (sample.h), computed once per size and rate: a
+ * program allocates few distinct sizes at a time, and expm1 costs more
+ * than the rest of an event's aggregation. The same double either way, so
+ * a free takes back exactly what its allocation added. Aggregation lock
+ * held. */
+#define WEIGHTS 64
+static struct {
+	uint64_t size, rate;
+	double w;
+} weights[WEIGHTS];
+
+static double weight_of(uint64_t size, uint64_t rate)
+{
+	if (rate <= 1)
+		return 1.0;
+	unsigned j = (unsigned)((size * 0x9E3779B97F4A7C15ull) >> 58);
+	if (weights[j].size != size || weights[j].rate != rate) {
+		weights[j].size = size;
+		weights[j].rate = rate;
+		weights[j].w = ht_sample_weight(size, rate);
+	}
+	return weights[j].w;
+}
+
 /* An ALLOC's counts: its weight added to its bucket's allocations. The
  * bucket, or NULL (counted as dropped) when there is none. */
 static struct szb *alloc_counts(const struct ht_ev_alloc *e, double *weight)
 {
-	double w = *weight = ht_sample_weight(e->size, e->rate);
+	double w = *weight = weight_of(e->size, e->rate);
 	struct stack_ent *st = stack_intern(e->pcs, e->h.depth);
 	struct szb *b = bucket(st, e->size);
 	if (!b) {
@@ -438,7 +462,7 @@ static void on_free(const struct ht_ev_free *e)
 		uint32_t n = (uint32_t)(e->id >> 32) & (MAX_BY_ID - 1), r = (uint32_t)e->id;
 		if (n < by_id_len && r < nrates) {
 			struct szb *b = by_id[n];
-			inuse_sub(b, ht_sample_weight(b->k.size, rates[r]), b->k.size);
+			inuse_sub(b, weight_of(b->k.size, rates[r]), b->k.size);
 		}
 		return;
 	}
@@ -536,7 +560,7 @@ static void batch_end(void *arg)
 	for (uint64_t i = 0; i < batch.n; i++) {
 		const struct ht_ev_alloc *e = batch.aside[i].e;
 		if (e)
-			alloc_live(e, batch.aside[i].b, ht_sample_weight(e->size, e->rate));
+			alloc_live(e, batch.aside[i].b, weight_of(e->size, e->rate));
 		batch.aside[i].e = NULL;
 	}
 	batch.n = 0;
