@@ -12,7 +12,10 @@
  * entry at once. On a miss: _dl_find_object gives the module and its
  * PT_GNU_EH_FRAME segment; the sorted table there is searched for the FDE;
  * the CIE's and FDE's instructions are run up to the return address minus
- * one (the call instruction, not what follows it, whose rule may differ).
+ * one (the call instruction, not what follows it, whose rule may differ),
+ * with the interpreter's state in the thread's ring scratch rather than on
+ * the program's stack, so that a sample meeting a new return address costs
+ * that stack no more than one whose rules are cached.
  * Every read of unwind data stays inside the module's segment that holds
  * .eh_frame_hdr (.eh_frame follows it there), every stack read inside the
  * thread's known stack or a page checked readable (unwind.c's probe), and
@@ -602,8 +605,18 @@ static int run(struct interp *in, uintptr_t p, uintptr_t end, bool in_cie)
 	return r.bad ? -EFAULT : 0;
 }
 
+/* What computing one rule needs, about 600 bytes: kept off the program's
+ * stack (a rule is computed inside a sample, on whatever stack the
+ * allocation was made on), in a per-thread area (work_of). */
+struct work {
+	struct dl_find_object o;
+	struct cie c;
+	struct interp in;
+	struct row w;
+};
+
 /* The row in effect at target, from the FDE at fde_at. */
-static int fde_row(uintptr_t fde_at, uintptr_t lo, uintptr_t hi, uintptr_t target, struct row *out)
+static int fde_row(uintptr_t fde_at, uintptr_t lo, uintptr_t hi, uintptr_t target, struct work *wk)
 {
 	struct rd r = {fde_at, hi, false};
 	if (fde_at < lo)
@@ -618,32 +631,34 @@ static int fde_row(uintptr_t fde_at, uintptr_t lo, uintptr_t hi, uintptr_t targe
 	uint64_t cie_off = rd_bytes(&r, 4);
 	if (r.bad || cie_off == 0 || cie_off > id_at)
 		return -EFAULT; /* 0 would make it a CIE */
-	struct cie c;
-	int e = parse_cie(id_at - cie_off, lo, hi, &c);
+	struct cie *c = &wk->c;
+	int e = parse_cie(id_at - cie_off, lo, hi, c);
 	if (e)
 		return e;
-	uintptr_t begin = rd_pointer(&r, c.fde_enc, 0);
-	uintptr_t range = (uintptr_t)rd_value(&r, c.fde_enc & 0x0f);
-	if (c.has_aug)
+	uintptr_t begin = rd_pointer(&r, c->fde_enc, 0);
+	uintptr_t range = (uintptr_t)rd_value(&r, c->fde_enc & 0x0f);
+	if (c->has_aug)
 		rd_skip(&r, rd_uleb(&r));
 	if (r.bad)
 		return -EFAULT;
 	if (target < begin || target - begin >= range)
 		return -ENOENT; /* the table's nearest FDE does not cover it */
-	struct interp in = {
-	        .cie = &c,
-	        .row = {.cfa_reg = -1, .rbp = R_SAME, .ra = R_OTHER},
-	        .loc = begin,
-	        .target = target,
-	        .fde_enc = c.fde_enc,
-	};
-	if ((e = run(&in, c.ins, c.ins_end, true)) != 0)
+	/* Field by field: a compound literal could be built on the stack
+	 * first. init and saved are only read once set. */
+	struct interp *in = &wk->in;
+	in->cie = c;
+	in->row = (struct row){.cfa_reg = -1, .rbp = R_SAME, .ra = R_OTHER};
+	in->nsaved = 0;
+	in->loc = begin;
+	in->target = target;
+	in->fde_enc = c->fde_enc;
+	if ((e = run(in, c->ins, c->ins_end, true)) != 0)
 		return e;
-	in.init = in.row;
-	in.nsaved = 0;
-	if ((e = run(&in, r.p, r.end, false)) != 0)
+	in->init = in->row;
+	in->nsaved = 0;
+	if ((e = run(in, r.p, r.end, false)) != 0)
 		return e;
-	*out = in.row;
+	wk->w = in->row;
 	return 0;
 }
 
@@ -693,12 +708,12 @@ static int find_fde(uintptr_t hdr, uintptr_t lo, uintptr_t hi, uintptr_t target,
  * module holds pc (nothing to cache: a library may be loaded there later,
  * which bumps no generation), else 0 with r->kind K_UNSUP for what the
  * walker does not handle. */
-static int compute(uintptr_t pc, struct rule *r)
+static int compute(uintptr_t pc, struct rule *r, struct work *wk)
 {
 	/* The call instruction's row, not the next instruction's: a call that
 	 * ends a function (noreturn) returns to the next function's start. */
 	uintptr_t target = pc - 1;
-	struct dl_find_object o;
+	struct dl_find_object *o = &wk->o;
 	r->kind = K_UNSUP;
 	r->cfa_rbp = false;
 	r->cfa_off = 0;
@@ -711,23 +726,23 @@ static int compute(uintptr_t pc, struct rule *r)
 	 * dlclose modify the other copy"; its locking fallback runs only before
 	 * that set-up, which is over before any constructor (and so before any
 	 * malloc heaptap samples). */
-	if (_dl_find_object((void *)target, &o) != 0)
+	if (_dl_find_object((void *)target, o) != 0)
 		return -ENOENT;
-	if (!o.dlfo_eh_frame) {
+	if (!o->dlfo_eh_frame) {
 		r->cfa_rbp = true;
 		return 0;
 	}
 	uintptr_t lo, hi, fde;
-	data_extent(&o, &lo, &hi);
-	int e = find_fde((uintptr_t)o.dlfo_eh_frame, lo, hi, target, &fde);
-	struct row w;
+	data_extent(o, &lo, &hi);
+	int e = find_fde((uintptr_t)o->dlfo_eh_frame, lo, hi, target, &fde);
+	const struct row *w = &wk->w;
 	if (e == 0)
-		e = fde_row(fde, lo, hi, target, &w);
+		e = fde_row(fde, lo, hi, target, wk);
 	if (e) {
 		r->cfa_rbp = e == -ENOENT;
 		return 0;
 	}
-	if (w.ra == R_UNDEF || w.rbp == R_UNDEF) {
+	if (w->ra == R_UNDEF || w->rbp == R_UNDEF) {
 		/* The outermost frame: _start, clone3's child (cfi_undefined rip).
 		 * libunwind ends a stack at an undefined rbp too (the psABI's
 		 * other end-of-stack mark), and so does this walker, to give the
@@ -736,19 +751,19 @@ static int compute(uintptr_t pc, struct rule *r)
 		return 0;
 	}
 	/* Offsets in whole words: the walker reads aligned words only. */
-	if ((w.cfa_reg != REG_RSP && w.cfa_reg != REG_RBP) || w.cfa_off <= 0 ||
-	    w.cfa_off > INT32_MAX || (w.cfa_off & 7) || w.ra != R_OFFSET || w.ra_off != -8)
+	if ((w->cfa_reg != REG_RSP && w->cfa_reg != REG_RBP) || w->cfa_off <= 0 ||
+	    w->cfa_off > INT32_MAX || (w->cfa_off & 7) || w->ra != R_OFFSET || w->ra_off != -8)
 		return 0;
-	if (w.rbp == R_OFFSET) {
-		if (w.rbp_off >= 0 || w.rbp_off < INT32_MIN || (w.rbp_off & 7))
+	if (w->rbp == R_OFFSET) {
+		if (w->rbp_off >= 0 || w->rbp_off < INT32_MIN || (w->rbp_off & 7))
 			return 0;
-		r->rbp_save = (uint32_t)-w.rbp_off;
-	} else if (w.rbp != R_SAME) {
+		r->rbp_save = (uint32_t)-w->rbp_off;
+	} else if (w->rbp != R_SAME) {
 		return 0;
 	}
 	r->kind = K_STEP;
-	r->cfa_rbp = w.cfa_reg == REG_RBP;
-	r->cfa_off = (uint32_t)w.cfa_off;
+	r->cfa_rbp = w->cfa_reg == REG_RBP;
+	r->cfa_off = (uint32_t)w->cfa_off;
 	return 0;
 }
 
@@ -764,10 +779,55 @@ static inline uint64_t cached(const _Atomic uint64_t *tbl, unsigned mask, uintpt
 	return (w >> GEN_SHIFT) == want ? w : 0;
 }
 
-/* A miss: compute the rule, cache it if it fits a word. */
-static __attribute__((noinline)) int lookup_slow(uintptr_t pc, uint32_t gen, struct rule *r)
+_Static_assert(sizeof(struct work) <= HT_RING_SCRATCH - HT_RING_WORK_AT,
+               "the work area fits the ring's scratch");
+
+/* The thread's work area: in its ring's scratch, past the frames (ring.h),
+ * NULL when it has no ring yet. */
+static inline struct work *work_of(const struct ht_thread *th)
 {
-	int e = compute(pc, r);
+	if (!th || !th->ring.scratch)
+		return NULL;
+	return (struct work *)((char *)th->ring.scratch + HT_RING_WORK_AT);
+}
+
+/* Without one (a thread with no ring yet: the creating side of
+ * pthread_create at the default rate, a capture outside a sample), one
+ * area shared by all, taken if free; else on this stack, in a frame of its
+ * own that the usual path never has. Misses are rare (the rule cache is
+ * the process's), so the shared area is nearly always free. An area left
+ * taken for good (a siglongjmp out of a handler that interrupted a
+ * computation) only sends every later computation to the stack; one held
+ * by another thread at a fork is free again in the child
+ * (ht_fastunwind_atfork_child). */
+static struct work shared_work;
+static atomic_bool shared_taken;
+
+void ht_fastunwind_atfork_child(void)
+{
+	atomic_store_explicit(&shared_taken, false, memory_order_relaxed);
+}
+
+static __attribute__((noinline)) int compute_here(uintptr_t pc, struct rule *r)
+{
+	struct work wk;
+	return compute(pc, r, &wk);
+}
+
+static int compute_shared(uintptr_t pc, struct rule *r)
+{
+	if (atomic_exchange_explicit(&shared_taken, true, memory_order_acquire))
+		return compute_here(pc, r);
+	int e = compute(pc, r, &shared_work);
+	atomic_store_explicit(&shared_taken, false, memory_order_release);
+	return e;
+}
+
+/* A miss: compute the rule, cache it if it fits a word. */
+static __attribute__((noinline)) int lookup_slow(uintptr_t pc, uint32_t gen, struct rule *r,
+                                                 struct work *wk)
+{
+	int e = wk ? compute(pc, r, wk) : compute_shared(pc, r);
 	if (e)
 		return e;
 	uint64_t bits;
@@ -787,7 +847,7 @@ static int lookup(uintptr_t pc, uint32_t gen, struct rule *r)
 		*r = decode(w);
 		return 0;
 	}
-	return lookup_slow(pc, gen, r);
+	return lookup_slow(pc, gen, r, NULL);
 }
 
 int ht_fastunwind_rule(uintptr_t pc, int *cfa_rbp, int32_t *cfa_off, int32_t *rbp_save)
@@ -842,12 +902,12 @@ static __attribute__((noinline)) bool read_checked(uintptr_t *page, uintptr_t a,
  * -EFAULT. */
 static __attribute__((noinline)) int step_slow(uintptr_t pc, uint64_t w, uint32_t gen, uintptr_t sp,
                                                uintptr_t rbp, uintptr_t *cfa, uintptr_t *save,
-                                               bool *cfa_rbp)
+                                               bool *cfa_rbp, struct work *wk)
 {
 	struct rule r;
 	if (w & 3)
 		r = decode(w);
-	else if (lookup_slow(pc, gen, &r) != 0)
+	else if (lookup_slow(pc, gen, &r, wk) != 0)
 		return -EOPNOTSUPP;
 	if (r.kind == K_LAST)
 		return 1;
@@ -1082,6 +1142,7 @@ static unsigned keep_prefix(struct ht_fu_prefix *pf, const struct pstack *old, u
 struct at {
 	uintptr_t pc, sp, rbp, hi, page;
 	uint32_t gen;
+	struct work *wk; /* for a rule not cached (work_of) */
 };
 
 /* The walk from frame 0 on (ht_fastunwind_walk), matched against the
@@ -1155,7 +1216,7 @@ static __attribute__((noinline)) int walk_on(uintptr_t *out, unsigned n_max,
 					return -EFAULT;
 			}
 		} else {
-			int e = step_slow(pc, w, gen, sp, rbp, &cfa, &save, &cfa_rbp);
+			int e = step_slow(pc, w, gen, sp, rbp, &cfa, &save, &cfa_rbp, st->wk);
 			if (e > 0) {
 				/* The end, by the rule alone or because rbp is 0. */
 				dep_end = e == 2;
@@ -1270,6 +1331,6 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
 			old = NULL; /* the stack above changed: walk it */
 		}
 	}
-	struct at st = {pc, sp, rbp, hi, page, gen};
+	struct at st = {pc, sp, rbp, hi, page, gen, work_of(th)};
 	return walk_on(out, n_max, pf, old, &st, plain);
 }

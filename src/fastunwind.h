@@ -51,6 +51,10 @@ int ht_fastunwind_walk(uintptr_t *out, unsigned n_max, uintptr_t ra, uintptr_t f
  * per-thread cache, heaptap memory) is freed. */
 void ht_fastunwind_thread_done(struct ht_thread *th);
 
+/* In a forked child: the area shared for rules computed outside a sample
+ * is free (its holder, another thread, is gone). */
+void ht_fastunwind_atfork_child(void);
+
 /* Whether threads keep their previous stack to re-verify rather than
  * re-walk (on by default; off only for bench_capture's comparison). */
 void ht_fastunwind_use_prefix(bool on);

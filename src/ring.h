@@ -65,12 +65,15 @@ struct ht_ring {
 	uint8_t *data;
 	/* The producer's scratch, HT_RING_SCRATCH bytes after the data (one
 	 * allocation): where a sample's stack is walked into before it is
-	 * copied into a record, so that the frame array costs the program's
-	 * stack nothing (a sample may run on a small one). */
+	 * copied into a record (its first HT_RING_WORK_AT bytes), and, after
+	 * that, the unwinder's work area for computing a rule it has not
+	 * cached (fastunwind.c), so that neither costs the program's stack
+	 * anything (a sample may run on a small one). */
 	void *scratch;
 };
 
 #define HT_RING_SCRATCH 4096
+#define HT_RING_WORK_AT 2560
 
 int ht_ring_init(struct ht_ring *r, size_t size);
 void ht_ring_destroy(struct ht_ring *r);

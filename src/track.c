@@ -180,8 +180,8 @@ static void commit(struct ht_thread *th, void *rec)
 		ht_flusher_kick();
 }
 
-_Static_assert((HT_MAX_DEPTH + HT_UNWIND_SLACK) * sizeof(uintptr_t) <= HT_RING_SCRATCH,
-               "a walk's frames fit the ring's scratch");
+_Static_assert((HT_MAX_DEPTH + HT_UNWIND_SLACK) * sizeof(uintptr_t) <= HT_RING_WORK_AT,
+               "a walk's frames fit the ring's scratch, below the unwinder's work area");
 
 struct sample {
 	struct ht_thread *th;

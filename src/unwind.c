@@ -297,6 +297,7 @@ void ht_unwind_atfork_child(void)
 	bool mine = ht_tls.frame_cache && atomic_load(&cache_key_made) &&
 	            pthread_getspecific(cache_key) != NULL;
 	atomic_store(&frame_caches, mine ? 1 : 0);
+	ht_fastunwind_atfork_child();
 }
 
 bool ht_unwind_refuses_pipe(void)
