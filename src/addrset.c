@@ -201,8 +201,8 @@ static void raise_reach(_Atomic uint16_t *m, unsigned d)
  * for this key does so only after the insert has returned, or through a
  * marker written after. The count goes up before: a key in a slot is never
  * uncounted, so no free() filtering on the count can miss it. */
-static struct ht_addrslot *tab_insert(struct ht_addrtab *t, uintptr_t p, uintptr_t stored,
-                                      uint64_t val)
+static inline __attribute__((always_inline)) struct ht_addrslot *
+tab_insert(struct ht_addrtab *t, uintptr_t p, uintptr_t stored, uint64_t val)
 {
 	_Atomic uint16_t *m = meta_of(t, p);
 	if (t->counted && !count_up(m))
@@ -418,11 +418,48 @@ int ht_addrset_insert(const void *p, uint64_t val)
 	return -ENOSPC;
 }
 
+/* The usual remove, in one function: no migration under way, and the key
+ * found plain in the current table and taken at the first try. Anything
+ * else (a migration, a tag, a slot that changed under it: a resolved value
+ * put there meanwhile, a grow begun) says false, and the full search
+ * follows. Taking a plain key from a table that has just become a source
+ * is what the full search does too (the move then finds it gone). */
+static inline bool remove_quick(uintptr_t key, uint64_t *val)
+{
+	uintptr_t w = atomic_load(&ht_addrset.cur);
+	if (w & HT_ADDRSET_MOVING)
+		return false;
+	const struct ht_addrtab *t = tab(w);
+	if (!t->slots)
+		return false;
+	_Atomic uint16_t *m = meta_of(t, key);
+	uint16_t mv = atomic_load_explicit(m, memory_order_relaxed);
+	uint64_t h = ht_addrset_hash(key, t->shift);
+	for (unsigned d = 0; d <= (unsigned)(mv >> 8); d++) {
+		struct ht_addrslot *b = bucket_at(t, h + d);
+		for (unsigned i = 0; i < WAYS; i++) {
+			if (atomic_load_explicit(&b[i].key, memory_order_relaxed) != key)
+				continue;
+			uintptr_t k = key;
+			uint64_t v = atomic_load_explicit(&b[i].val, memory_order_relaxed);
+			if (!cas16(&b[i], &k, &v, 0, 0))
+				return false;
+			if (t->counted)
+				atomic_fetch_sub(m, 1);
+			*val = v;
+			return true;
+		}
+	}
+	return false;
+}
+
 bool ht_addrset_remove(const void *p, uint64_t *val)
 {
 	uintptr_t key = (uintptr_t)p;
 	if (!key || (key & TAGS))
 		return false;
+	if (remove_quick(key, val))
+		return true;
 	for (unsigned round = 0; round < 1000; round++) {
 		uintptr_t w[SOURCES + 1];
 		int n = view(w);

@@ -101,7 +101,7 @@ bool ht_track_recover(struct ht_tls *t)
 
 enum ht_mode ht_track_enter(struct ht_tls *t)
 {
-	if (!ht_track_recover(t))
+	if (t->busy && !ht_track_recover(t))
 		return HT_MODE_INTERNAL;
 	int st = atomic_load_explicit(&ht_core.state, memory_order_acquire);
 	if (__builtin_expect(st != HT_READY, 0)) {
@@ -110,7 +110,11 @@ enum ht_mode ht_track_enter(struct ht_tls *t)
 		if (st != HT_READY)
 			return HT_MODE_FORWARD;
 	}
-	if (__builtin_expect(ht_flusher_wanted(), 0))
+	/* The first two of ht_flusher_wanted's tests inline: every slow path
+	 * asks, and a running flusher is the usual answer. */
+	if (__builtin_expect(atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
+	                             !ht_flusher_running() && ht_flusher_wanted(),
+	                     0))
 		ht_flusher_start();
 	return HT_MODE_FORWARD;
 }
