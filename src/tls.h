@@ -14,6 +14,7 @@
 #ifndef HT_TLS_H
 #define HT_TLS_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -32,9 +33,22 @@ struct ht_tls {
 	int cancel_state;        /* the cancellation state a busy section turned off */
 	uint32_t frame_cache;    /* libunwind has a frame cache for it, counted (unwind.c) */
 	uint8_t cancel_off;      /* the busy section turned cancellation off (track.c) */
+	int *errp;               /* this thread's errno, once asked for (ht_errno) */
 };
 
 #define HT_BUSY_COUNTDOWN (INT64_MIN / 4)
+
+/* The calling thread's errno, for a sample to leave as it found it: its
+ * address is fixed for the thread's life, so __errno_location (a call into
+ * libc through the PLT) is asked once per thread rather than twice per
+ * sample. */
+static inline int *ht_errno(struct ht_tls *t)
+{
+	int *e = t->errp;
+	if (__builtin_expect(e == NULL, 0))
+		e = t->errp = __errno_location();
+	return e;
+}
 
 extern __thread struct ht_tls ht_tls __attribute__((tls_model("initial-exec")));
 

@@ -319,7 +319,7 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 		t->countdown = HT_SAMPLE_OFF_GAP;
 		return;
 	}
-	int saved_errno = errno;
+	int *err = ht_errno(t), saved_errno = *err;
 	uint64_t now_rate = atomic_load_explicit(&ht_core.rate, memory_order_relaxed);
 	if (t->rng == 0) {
 		/* The thread's first allocation: draw its first gap, then see
@@ -330,7 +330,7 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 		            (int64_t)(n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
 		if (c > 0 || now_rate == 0) {
 			t->countdown = c > 0 ? c : HT_SAMPLE_OFF_GAP;
-			errno = saved_errno;
+			*err = saved_errno;
 			return;
 		}
 	}
@@ -342,7 +342,7 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 	}
 	t->gap_rate = now_rate;
 	t->countdown = ht_sample_gap(&t->rng, now_rate);
-	errno = saved_errno;
+	*err = saved_errno;
 }
 
 bool ht_track_forget(void *p, uint64_t *id)
@@ -353,8 +353,9 @@ bool ht_track_forget(void *p, uint64_t *id)
 void ht_track_free_event(uint64_t id)
 {
 	struct ht_tls *t = &ht_tls;
-	int saved_errno = errno;
-	ht_track_recover(t);
+	int *err = ht_errno(t), saved_errno = *err;
+	if (t->busy)
+		ht_track_recover(t);
 	ht_busy_enter(t);
 	struct ht_thread *th = self_ready(t);
 	struct ht_ev_free *e = NULL;
@@ -370,7 +371,7 @@ void ht_track_free_event(uint64_t id)
 		atomic_fetch_add_explicit(&ht_core.dropped_events, 1, memory_order_relaxed);
 	}
 	ht_busy_exit(t);
-	errno = saved_errno;
+	*err = saved_errno;
 }
 
 void ht_track_restore(void *p, uint64_t id)
