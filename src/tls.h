@@ -30,10 +30,10 @@ struct ht_tls {
 	struct ht_thread *thr;   /* this thread's record and ring; NULL until needed */
 	uintptr_t busy_frame;    /* frame that entered the outermost busy section */
 	uintptr_t busy_ret;      /* and its return address, as saved in that frame */
-	int cancel_state;        /* the cancellation state a busy section turned off */
-	uint32_t frame_cache;    /* libunwind has a frame cache for it, counted (unwind.c) */
-	uint8_t cancel_off;      /* the busy section turned cancellation off (track.c) */
 	int *errp;               /* this thread's errno, once asked for (ht_errno) */
+	int cancel_state;        /* the cancellation state a busy section turned off */
+	uint8_t frame_cache;     /* libunwind has a frame cache for it, counted (unwind.c) */
+	uint8_t cancel_off;      /* the busy section turned cancellation off (track.c) */
 };
 
 #define HT_BUSY_COUNTDOWN (INT64_MIN / 4)
