@@ -43,8 +43,8 @@ __attribute__((noinline)) static void leaf(void)
 {
 	uintptr_t out[MAXF + HT_UNWIND_SLACK];
 	if (which == 0) {
-		last_depth =
-		        ht_unwind_capture(out, MAXF, (uintptr_t)__builtin_return_address(0), true);
+		last_depth = ht_unwind_capture(out, MAXF, (uintptr_t)__builtin_return_address(0),
+		                               true, 0);
 	} else {
 		void *buf[MAXF + HT_UNWIND_SLACK];
 		last_depth = (unsigned)unw_backtrace(buf, MAXF + HT_UNWIND_SLACK);

@@ -29,6 +29,9 @@
 #define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define RA()        ((uintptr_t)__builtin_return_address(0))
+/* The slow path's own frame: the wrappers jump to their slow path, so its
+ * return address is the program's (ht_unwind_capture checks that it is). */
+#define FP() ((uintptr_t)__builtin_frame_address(0))
 
 /* Countdown step: true when this request reaches a sample point (or the
  * thread is busy). Unsigned arithmetic: no overflow, sign tells. */
@@ -54,7 +57,7 @@ static SLOW void *malloc_slow(size_t n, uintptr_t ra)
 	if (ht_track_enter(t) == HT_MODE_INTERNAL)
 		return internal_result(ht_mem_alloc(n));
 	void *p = ht_real.malloc(n);
-	ht_track_alloc(t, p, n, ra);
+	ht_track_alloc(t, p, n, ra, FP());
 	return p;
 }
 
@@ -121,7 +124,7 @@ static SLOW void *calloc_slow(size_t n, size_t s, size_t total, uintptr_t ra)
 	if (ht_track_enter(t) == HT_MODE_INTERNAL)
 		return internal_result(ht_mem_calloc(n, s));
 	void *p = ht_real.calloc(n, s);
-	ht_track_alloc(t, p, total, ra);
+	ht_track_alloc(t, p, total, ra, FP());
 	return p;
 }
 
@@ -166,7 +169,7 @@ static void *realloc_common(void *p, size_t n, uintptr_t ra)
 			return internal_result(ht_mem_alloc(n));
 		q = ht_real.realloc(p, n);
 		if (mode == HT_MODE_FORWARD)
-			ht_track_alloc(t, q, n, ra);
+			ht_track_alloc(t, q, n, ra, FP());
 	}
 	if (UNLIKELY(had)) {
 		if (q || n == 0)
@@ -210,7 +213,7 @@ static SLOW int posix_memalign_slow(void **pp, size_t a, size_t n, uintptr_t ra)
 		return 0;
 	}
 	int r = ht_real.posix_memalign(pp, a, n);
-	ht_track_alloc(t, r == 0 ? *pp : NULL, n, ra);
+	ht_track_alloc(t, r == 0 ? *pp : NULL, n, ra, FP());
 	return r;
 }
 
@@ -252,7 +255,7 @@ static SLOW void *aligned_slow(int kind, size_t a, size_t n, uintptr_t ra)
 		p = ht_real.pvalloc(n);
 		break;
 	}
-	ht_track_alloc(t, p, n, ra);
+	ht_track_alloc(t, p, n, ra, FP());
 	return p;
 }
 

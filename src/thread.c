@@ -192,7 +192,7 @@ struct capture {
 static void capture_on_stack(void *arg)
 {
 	struct capture *c = arg;
-	c->depth = ht_unwind_capture(c->out, c->max, c->ra, false);
+	c->depth = ht_unwind_capture(c->out, c->max, c->ra, false, 0);
 }
 
 int ht_thread_create(int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *),

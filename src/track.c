@@ -192,7 +192,7 @@ struct sample {
 	void *p;
 	size_t n;
 	uint64_t rate;
-	uintptr_t ra;
+	uintptr_t ra, fp;
 };
 
 /* Enter the sample in the sampled set. The aggregator grows the set in
@@ -266,7 +266,8 @@ static inline __attribute__((always_inline)) void sample_here(void *arg)
 	 * stack: 2 KiB at the deepest, which a small stack may not have. One
 	 * sample at a time per thread (it is busy), so one scratch is enough. */
 	uintptr_t *pcs = sm->th->ring.scratch;
-	unsigned depth = ht_unwind_capture(pcs, max, sm->ra, sm->rate < HT_EXACT_RATE_LIMIT);
+	unsigned depth =
+	        ht_unwind_capture(pcs, max, sm->ra, sm->rate < HT_EXACT_RATE_LIMIT, sm->fp);
 	record(sm, pcs, depth);
 }
 
@@ -288,14 +289,14 @@ static inline struct ht_thread *self_ready(struct ht_tls *t)
 	return th && ht_thread_ring(th) == 0 ? th : NULL;
 }
 
-static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
+static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra, uintptr_t fp)
 {
 	struct ht_thread *th = self_ready(&ht_tls);
 	if (!th) {
 		atomic_fetch_add_explicit(&ht_core.dropped_samples, 1, memory_order_relaxed);
 		return;
 	}
-	struct sample sm = {th, p, n, rate, ra};
+	struct sample sm = {th, p, n, rate, ra, fp};
 	switch (ht_stack_where(th)) {
 	case HT_STACK_HERE:
 		sample_here(&sm);
@@ -313,7 +314,7 @@ static void take_sample(void *p, size_t n, uint64_t rate, uintptr_t ra)
 	ht_flusher_note_need();
 }
 
-void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
+void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra, uintptr_t fp)
 {
 	if (atomic_load_explicit(&ht_core.state, memory_order_relaxed) != HT_READY) {
 		t->countdown = HT_SAMPLE_OFF_GAP;
@@ -337,7 +338,7 @@ void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra)
 	uint64_t rate = t->gap_rate;
 	if (p && rate != 0 && !atomic_load_explicit(&ht_core.paused, memory_order_relaxed)) {
 		ht_busy_enter(t);
-		take_sample(p, n, rate, ra);
+		take_sample(p, n, rate, ra, fp);
 		ht_busy_exit(t);
 	}
 	t->gap_rate = now_rate;

@@ -39,8 +39,9 @@ void ht_track_nocancel(void);
 enum ht_mode ht_track_enter(struct ht_tls *t);
 
 /* After the real call: maybe sample p (n bytes), then draw the next gap.
- * p may be NULL (the call failed): nothing is sampled. */
-void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra);
+ * p may be NULL (the call failed): nothing is sampled. fp: the calling
+ * wrapper's own frame (ht_unwind_capture's wrap_fp), or 0. */
+void ht_track_alloc(struct ht_tls *t, void *p, size_t n, uintptr_t ra, uintptr_t fp);
 
 /* p is about to be freed (or handed to realloc) and ht_addrset_maybe(p)
  * said it might be sampled. Returns 1 and *id if it was: what its slot

@@ -554,15 +554,22 @@ static void tell_mismatch(const uintptr_t *own, unsigned nown, const uintptr_t *
 	       (unsigned long long)k, first, nown, nlib, a, b);
 }
 
-unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact)
+unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact,
+                           uintptr_t wrap_fp)
 {
 	if (max > HT_MAX_DEPTH)
 		max = HT_MAX_DEPTH;
 	struct ht_tls *t = &ht_tls;
 	struct ht_thread *th = t->thr;
 	unsigned lead, plain;
-	int n = ht_fastunwind_walk(out, max + HT_UNWIND_SLACK, ra,
-	                           (uintptr_t)__builtin_frame_address(0), th, &lead, &plain);
+	/* The wrapper's frame, a live frame below this one on this call chain
+	 * (so readable), when it holds ra: the walker then finds it at its
+	 * first step. Else from here, through heaptap's frames. */
+	uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+	if (wrap_fp && !(wrap_fp & 7) && wrap_fp > fp &&
+	    *(const uintptr_t *)(wrap_fp + sizeof(uintptr_t)) == ra)
+		fp = wrap_fp;
+	int n = ht_fastunwind_walk(out, max + HT_UNWIND_SLACK, ra, fp, th, &lead, &plain);
 	if (n < 0) {
 		/* A frame the walker leaves to libunwind: the whole stack is
 		 * libunwind's, as it always was. */

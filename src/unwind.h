@@ -35,8 +35,13 @@ void ht_unwind_init(void);
  * room for max + HT_UNWIND_SLACK entries. Returns the depth
  * (0 when unwinding failed). exact: sampling at an exact rate (every
  * allocation unwinds), where libunwind's per-thread frame cache pays off at
- * once. Call with the thread busy. */
-unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact);
+ * once. wrap_fp: the frame of the heaptap function that ra returns from
+ * (its saved rbp at [wrap_fp], ra at [wrap_fp + 8]), when the caller knows
+ * it, else 0: the walk then starts there rather than stepping through the
+ * frames of heaptap's in between; a frame that does not hold ra there is
+ * ignored. Call with the thread busy. */
+unsigned ht_unwind_capture(uintptr_t *out, unsigned max, uintptr_t ra, bool exact,
+                           uintptr_t wrap_fp);
 
 /* True while ht_unwind_init runs libunwind's one-time set-up: a pipe2()
  * call made inside heaptap (thread busy) then is libunwind's, and is refused
