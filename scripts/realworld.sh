@@ -147,7 +147,9 @@ redis_run() { # redis_run MODE DIR -> writes DIR/result
 		done
 	) &
 	local saver=$!
-	[ "$mode" = ht ] && (sleep 2; usr2_children "$spid") &
+	# Soon after the load starts: on a fast machine the whole load takes
+	# about 2 s, and a signal after it would find the server gone.
+	[ "$mode" = ht ] && (sleep 0.3; usr2_children "$spid") &
 	timeout 300 redis-benchmark -s "$sock" -n 100000 -P 16 -c 20 -q \
 		-t set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,lrange_100,mset >"$d/bench.log" 2>&1
 	local brc=$?
