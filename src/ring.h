@@ -85,6 +85,13 @@ static inline void *ht_ring_reserve(struct ht_ring *r, uint32_t len)
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
 	uint64_t off = tail & (r->size - 1);
+	/* The usual case first: room, and no wrap (records are at most a few
+	 * KiB, far below size / 2). */
+	if (__builtin_expect(off + len <= r->size && tail + len - head <= r->size, 1)) {
+		struct ht_ev_hdr *h = (struct ht_ev_hdr *)(r->data + off);
+		h->len = len;
+		return h;
+	}
 	uint64_t to_end = r->size - off;
 	uint64_t need = len <= to_end ? len : to_end + len;
 	if (len > r->size / 2 || tail + need - head > r->size)
