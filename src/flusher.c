@@ -157,10 +157,9 @@ bool ht_flusher_needed(void)
 	return ht_signal_installed() || ht_opt.interval_ms != 0 || (ht_opt.http[0] && !http_tried);
 }
 
-bool ht_flusher_wanted(void)
+bool ht_flusher_wanted_rest(void)
 {
-	return atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
-	       !ht_flusher_running() && !atomic_load_explicit(&pausing, memory_order_relaxed) &&
+	return !atomic_load_explicit(&pausing, memory_order_relaxed) &&
 	       atomic_load_explicit(&ht_core.ctor_done, memory_order_relaxed);
 }
 

@@ -29,8 +29,14 @@ static inline bool ht_flusher_running(void)
  * interval is set)? */
 bool ht_flusher_needed(void);
 
-/* Should the slow path start the thread now? */
-bool ht_flusher_wanted(void);
+/* Should the slow path start the thread now? Inline, its first two tests:
+ * every slow path asks, and "not wanted" or "running" is the usual answer. */
+bool ht_flusher_wanted_rest(void);
+static inline bool ht_flusher_wanted(void)
+{
+	return atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
+	       !ht_flusher_running() && ht_flusher_wanted_rest();
+}
 
 /* Start the thread soon (at the next slow path) if a trigger needs it.
  * Inline: every sample asks, and the answer is nearly always "wanted

@@ -80,10 +80,8 @@ void ht_track_nocancel(void)
 	t->cancel_off = 1;
 }
 
-bool ht_track_recover(struct ht_tls *t)
+bool ht_track_recover_busy(struct ht_tls *t)
 {
-	if (!t->busy)
-		return true;
 	if (!busy_abandoned(t))
 		return false;
 	/* What the abandoned section held is released: heaptap's own
@@ -101,7 +99,7 @@ bool ht_track_recover(struct ht_tls *t)
 
 enum ht_mode ht_track_enter(struct ht_tls *t)
 {
-	if (t->busy && !ht_track_recover(t))
+	if (!ht_track_recover(t))
 		return HT_MODE_INTERNAL;
 	int st = atomic_load_explicit(&ht_core.state, memory_order_acquire);
 	if (__builtin_expect(st != HT_READY, 0)) {
@@ -110,11 +108,7 @@ enum ht_mode ht_track_enter(struct ht_tls *t)
 		if (st != HT_READY)
 			return HT_MODE_FORWARD;
 	}
-	/* The first two of ht_flusher_wanted's tests inline: every slow path
-	 * asks, and a running flusher is the usual answer. */
-	if (__builtin_expect(atomic_load_explicit(&ht_flusher_want, memory_order_relaxed) &&
-	                             !ht_flusher_running() && ht_flusher_wanted(),
-	                     0))
+	if (__builtin_expect(ht_flusher_wanted(), 0))
 		ht_flusher_start();
 	return HT_MODE_FORWARD;
 }
@@ -355,8 +349,7 @@ void ht_track_free_event(uint64_t id)
 {
 	struct ht_tls *t = &ht_tls;
 	int *err = ht_errno(t), saved_errno = *err;
-	if (t->busy)
-		ht_track_recover(t);
+	ht_track_recover(t);
 	ht_busy_enter(t);
 	struct ht_thread *th = self_ready(t);
 	struct ht_ev_free *e = NULL;

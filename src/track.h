@@ -23,12 +23,18 @@ enum ht_mode {
 	HT_MODE_INTERNAL = 1, /* heaptap is allocating: use ht_mem */
 };
 
-/* Entering heaptap from the program with the thread marked busy: false if
- * that busy section is one this call is nested in (heaptap's own work, or a
- * signal handler that interrupted it); true if it was abandoned (a
- * siglongjmp out of a handler that interrupted it), in which case what it
- * held is released and the thread is no longer busy. */
-bool ht_track_recover(struct ht_tls *t);
+/* Entering heaptap from the program: true when the thread is not busy.
+ * When it is (ht_track_recover_busy): false if that busy section is one
+ * this call is nested in (heaptap's own work, or a signal handler that
+ * interrupted it); true if it was abandoned (a siglongjmp out of a handler
+ * that interrupted it), in which case what it held is released and the
+ * thread is no longer busy. */
+bool ht_track_recover_busy(struct ht_tls *t);
+static inline bool ht_track_recover(struct ht_tls *t)
+{
+	/* Inline, the usual answer: not busy, nothing to recover. */
+	return !t->busy || ht_track_recover_busy(t);
+}
 
 /* Turn cancellation off for the rest of the thread's busy section, before
  * a call that may be a cancellation point; turned back on as the outermost
