@@ -118,7 +118,7 @@ struct stack_ent {
 	UT_hash_handle hh;
 	struct szb *sizes;       /* its size buckets, newest first */
 	struct szb *last;        /* the one used last (a stack's sizes repeat) */
-	struct szent *stab;      /* its buckets by size (open addressing), or NULL */
+	struct szent *stab;      /* its buckets by size (open addressing); NULL while one */
 	uint32_t scap, nsz;      /* slots of stab (a power of two), buckets in it */
 	struct stack_ent *older; /* retired stacks, newest first */
 	int32_t gone;            /* retired at dlclose: that gone module; else -1 */
@@ -294,9 +294,15 @@ static uint32_t size_slot(const struct szent *t, uint32_t cap, uint64_t size)
 }
 
 /* Put b in st's table of sizes (known absent), growing it at three
- * quarters full. false when there is no memory for that. */
+ * quarters full. false when there is no memory for that. A stack's first
+ * bucket needs no table (most stacks allocate one size: 64 bytes saved on
+ * each); its second makes one, with the first put in it. */
 static bool size_put(struct stack_ent *st, struct szb *b)
 {
+	if (st->nsz == 0) {
+		st->nsz = 1;
+		return true;
+	}
 	if ((st->nsz + 1) * 4 > st->scap * 3) {
 		uint32_t cap = st->scap ? st->scap * 2 : 4;
 		struct szent *t = ht_mem_calloc(cap, sizeof(*t));
@@ -305,6 +311,9 @@ static bool size_put(struct stack_ent *st, struct szb *b)
 		for (uint32_t i = 0; i < st->scap; i++)
 			if (st->stab[i].b)
 				t[size_slot(t, cap, st->stab[i].size)] = st->stab[i];
+		if (!st->stab) /* the one bucket so far */
+			t[size_slot(t, cap, st->sizes->k.size)] =
+			        (struct szent){st->sizes->k.size, st->sizes};
 		ht_mem_free(st->stab);
 		st->stab = t;
 		st->scap = cap;
@@ -324,6 +333,8 @@ static struct szb *bucket(struct stack_ent *st, uint64_t size)
 		struct szb *b = st->stab[size_slot(st->stab, st->scap, size)].b;
 		if (b)
 			return st->last = b;
+	} else if (st->sizes && st->sizes->k.size == size) {
+		return st->last = st->sizes;
 	}
 	if (nbuckets >= HT_AGG_MAX_BUCKETS && st->sizes)
 		return st->sizes;

@@ -32,11 +32,14 @@
 #define SLAB      ((size_t)64 << 10)
 #define MIN_CLASS ((size_t)16)
 #define MAX_CLASS ((size_t)32 << 10)
-#define NCLASSES  12 /* 16 B .. 32 KiB */
+#define NCLASSES  40 /* 16, 32 .. 128, then four per doubling up to 32 KiB */
 
 static size_t class_size(unsigned k)
 {
-	return MIN_CLASS << k;
+	if (k < 8)
+		return MIN_CLASS * (k + 1);
+	unsigned g = (k - 8) / 4, q = (k - 8) % 4;
+	return ((size_t)128 << g) + (q + 1) * ((size_t)32 << g);
 }
 
 static bool aligned(const void *p, size_t a)
@@ -82,10 +85,13 @@ static bool all_zero(const void *p, size_t n)
 static void size_classes(void **state)
 {
 	(void)state;
+	assert_int_equal(class_size(NCLASSES - 1), MAX_CLASS);
 	for (unsigned k = 0; k < NCLASSES; k++) {
 		size_t cls = class_size(k);
-		/* The smallest and the largest request the class serves. */
-		size_t lo = k == 0 ? 0 : cls / 2 + 1;
+		/* The smallest and the largest request the class serves; no
+		 * request wastes more than a fifth of its block past 128 B. */
+		size_t lo = k == 0 ? 0 : class_size(k - 1) + 1;
+		assert_true(cls <= 128 || (cls - lo) * 5 < cls);
 		size_t sizes[] = {lo, cls};
 		for (unsigned s = 0; s < 2; s++) {
 			size_t before = ht_mem_in_use();
@@ -101,8 +107,10 @@ static void size_classes(void **state)
 			for (unsigned i = 0; i < 3; i++) {
 				assert_true(ht_mem_owns(blocks[i]));
 				assert_true(aligned(blocks[i], 16));
-				/* Blocks of a class sit at multiples of its size. */
-				assert_true(aligned(blocks[i], cls));
+				/* Blocks of a class sit at multiples of its size
+				 * in a 64 KiB-aligned slab: aligned to the largest
+				 * power of two dividing it. */
+				assert_true(aligned(blocks[i], cls & -cls));
 				assert_int_equal(ht_mem_usable_size(blocks[i]), cls);
 				fill(blocks[i], cls, k * 8 + i);
 			}
@@ -135,7 +143,7 @@ static void many_blocks_of_a_class(void **state)
 	static void *p[N];
 	size_t before = ht_mem_in_use();
 	for (unsigned i = 0; i < N; i++) {
-		p[i] = ht_mem_alloc(40);
+		p[i] = ht_mem_alloc(56);
 		assert_non_null(p[i]);
 		*(uint32_t *)p[i] = i;
 	}
@@ -243,11 +251,11 @@ static void realloc_semantics(void **state)
 	/* NULL: an allocation. */
 	char *p = ht_mem_realloc(NULL, 100);
 	assert_non_null(p);
-	assert_int_equal(ht_mem_usable_size(p), 128);
+	assert_int_equal(ht_mem_usable_size(p), 112);
 	fill(p, 100, 5);
 
 	/* Within the block (and not below a quarter of it): in place. */
-	assert_ptr_equal(ht_mem_realloc(p, 128), p);
+	assert_ptr_equal(ht_mem_realloc(p, 112), p);
 	assert_ptr_equal(ht_mem_realloc(p, 33), p);
 	assert_true(intact(p, 33, 5));
 
@@ -257,8 +265,8 @@ static void realloc_semantics(void **state)
 	assert_non_null(g);
 	assert_true(g != p);
 	assert_true(intact(g, 100, 5));
-	assert_int_equal(ht_mem_usable_size(g), 8192);
-	assert_int_equal(ht_mem_in_use(), before + 8192);
+	assert_int_equal(ht_mem_usable_size(g), 5120);
+	assert_int_equal(ht_mem_in_use(), before + 5120);
 
 	/* Shrink below a quarter of a block larger than 64 B: moved to the
 	 * smaller class, the prefix kept. */
@@ -285,11 +293,11 @@ static void realloc_semantics(void **state)
 	assert_true(intact(l2, 3 * SLAB, 7));
 	char *l3 = ht_mem_realloc(l2, 200);
 	assert_non_null(l3);
-	assert_int_equal(ht_mem_usable_size(l3), 256);
+	assert_int_equal(ht_mem_usable_size(l3), 224);
 	assert_true(intact(l3, 200, 7));
 
 	/* Size 0 frees and returns NULL. */
-	assert_int_equal(ht_mem_in_use(), before + 64 + 256);
+	assert_int_equal(ht_mem_in_use(), before + 64 + 224);
 	assert_null(ht_mem_realloc(l3, 0));
 	assert_null(ht_mem_realloc(t, 0));
 	assert_int_equal(ht_mem_in_use(), before);
@@ -298,7 +306,7 @@ static void realloc_semantics(void **state)
 	char *keep = ht_mem_alloc(48);
 	fill(keep, 48, 8);
 	assert_null(ht_mem_realloc(keep, SIZE_MAX));
-	assert_int_equal(ht_mem_usable_size(keep), 64);
+	assert_int_equal(ht_mem_usable_size(keep), 48);
 	assert_true(intact(keep, 48, 8));
 	ht_mem_free(keep);
 	assert_int_equal(ht_mem_in_use(), before);
@@ -400,7 +408,7 @@ static size_t storm_size(uint64_t *rng)
 	uint64_t r = xorshift(rng);
 	if (r % 64 == 0)
 		return MAX_CLASS + 1 + (size_t)(r >> 8) % (3 * SLAB); /* a run */
-	return 1 + (size_t)(r >> 8) % (((size_t)16 << (r >> 40) % NCLASSES));
+	return 1 + (size_t)(r >> 8) % class_size((unsigned)((r >> 40) % NCLASSES));
 }
 
 static void *storm_thread(void *arg)
