@@ -111,6 +111,7 @@ static struct {
 	size_t dirty_bytes; /* under run_lock */
 	_Atomic size_t in_use;
 	uint8_t slab_class[MAX_SLABS];
+	uint16_t slab_used[MAX_SLABS]; /* a small class's blocks handed out, under its lock */
 	uint32_t slab_span[MAX_SLABS]; /* slabs in the run that starts here */
 } M;
 
@@ -232,6 +233,83 @@ static void slabs_give_back(size_t idx, size_t n)
 	spin_unlock(&M.run_lock);
 }
 
+/* Take the slabs of class c none of whose blocks is handed out off its
+ * free list and give their pages back, as free runs of one slab. A slab is
+ * known to be wholly free only under the class's lock (its count and its
+ * blocks on the list change together there), so the list is walked with
+ * the lock held; at most RELEASE_BATCH slabs per walk, marked CLASS_NONE as
+ * they are found so that their remaining blocks further down are taken off
+ * too (no free() can come for a block of a slab with none handed out). */
+#define RELEASE_BATCH 256
+static size_t release_free_slabs(unsigned c)
+{
+	size_t rel[RELEASE_BATCH], n = 0;
+	spin_lock(&M.lock[c]);
+	for (struct free_block **pp = &M.free[c]; *pp;) {
+		size_t idx = slab_index(*pp);
+		if (M.slab_class[idx] == (uint8_t)(c + 1) && M.slab_used[idx] == 0 &&
+		    n < RELEASE_BATCH) {
+			M.slab_class[idx] = CLASS_NONE;
+			rel[n++] = idx;
+		}
+		if (M.slab_class[idx] == CLASS_NONE)
+			*pp = (*pp)->next;
+		else
+			pp = &(*pp)->next;
+	}
+	spin_unlock(&M.lock[c]);
+	for (size_t i = 0; i < n; i++) {
+		madvise(slab_addr(rel[i]), SLAB_SIZE, MADV_DONTNEED);
+		struct free_run *r = slab_addr(rel[i]);
+		r->slabs = 1;
+		r->dirty = 0;
+		spin_lock(&M.run_lock);
+		r->next = M.runs;
+		M.runs = r;
+		spin_unlock(&M.run_lock);
+	}
+	return n;
+}
+
+void ht_mem_trim(size_t keep)
+{
+	if (atomic_load_explicit(&M.state, memory_order_acquire) != 2)
+		return;
+	for (unsigned c = 0; c < NCLASSES; c++)
+		while (release_free_slabs(c) == RELEASE_BATCH)
+			;
+	for (;;) {
+		/* One dirty run at a time, taken off the list so nobody reuses
+		 * it while its pages go back, with the lock not held across
+		 * the syscall. */
+		spin_lock(&M.run_lock);
+		struct free_run *r = NULL;
+		if (M.dirty_bytes > keep) {
+			for (struct free_run **pp = &M.runs; *pp; pp = &(*pp)->next) {
+				if ((*pp)->dirty) {
+					r = *pp;
+					*pp = r->next;
+					break;
+				}
+			}
+		}
+		if (!r) {
+			spin_unlock(&M.run_lock);
+			return;
+		}
+		uint32_t n = r->slabs;
+		M.dirty_bytes -= (size_t)n << SLAB_SHIFT;
+		spin_unlock(&M.run_lock);
+		madvise(r, (size_t)n << SLAB_SHIFT, MADV_DONTNEED);
+		r->slabs = n;
+		r->dirty = 0;
+		spin_lock(&M.run_lock);
+		r->next = M.runs;
+		M.runs = r;
+		spin_unlock(&M.run_lock);
+	}
+}
+
 /* Size classes: every multiple of 16 up to 128 bytes, then four per
  * doubling, so a block over 128 bytes wastes less than a fifth of itself.
  * Powers of two alone wasted up to half: a stack record of 280 bytes took
@@ -265,6 +343,7 @@ static void *small_alloc(unsigned c)
 	struct free_block *b = M.free[c];
 	if (b) {
 		M.free[c] = b->next;
+		M.slab_used[slab_index(b)]++;
 		spin_unlock(&M.lock[c]);
 		atomic_fetch_add_explicit(&M.in_use, bsize, memory_order_relaxed);
 		return b;
@@ -275,6 +354,7 @@ static void *small_alloc(unsigned c)
 		return NULL;
 	M.slab_class[idx] = (uint8_t)(c + 1);
 	M.slab_span[idx] = 1;
+	M.slab_used[idx] = 1; /* nobody else sees the slab before its list is */
 	/* Keep the first block, thread the rest onto the free list. */
 	char *base = slab_addr(idx);
 	size_t count = SLAB_SIZE / bsize;
@@ -372,6 +452,7 @@ void ht_mem_free(void *p)
 	spin_lock(&M.lock[k]);
 	b->next = M.free[k];
 	M.free[k] = b;
+	M.slab_used[idx]--;
 	spin_unlock(&M.lock[k]);
 }
 

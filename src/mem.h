@@ -25,6 +25,12 @@ void *ht_mem_memalign(size_t align, size_t size);
 void ht_mem_free(void *p); /* NULL is fine */
 size_t ht_mem_usable_size(const void *p);
 
+/* Give back to the kernel the pages of every small-class slab with no block
+ * handed out, and those of freed runs kept resident for reuse until at most
+ * `keep` bytes of them are left (after a dump, whose working memory would
+ * otherwise stay resident). */
+void ht_mem_trim(size_t keep);
+
 /* Bytes currently handed out, for the profile comments. */
 size_t ht_mem_in_use(void);
 

@@ -451,18 +451,38 @@ static void *storm_thread(void *arg)
 	return NULL;
 }
 
+/* A dump's trim (ht_mem_trim), again and again while the storm runs: a
+ * slab given back while another thread takes or frees one of its blocks
+ * would show as a block not intact, or as a crash. */
+static _Atomic int storm_over;
+static void *trim_thread(void *arg)
+{
+	unsigned *trims = arg;
+	while (!atomic_load(&storm_over)) {
+		ht_mem_trim(0);
+		(*trims)++;
+	}
+	return NULL;
+}
+
 static void four_threads(void **state)
 {
 	(void)state;
 	size_t before = ht_mem_in_use();
-	pthread_t t[STORM_THREADS];
+	pthread_t t[STORM_THREADS], trimmer;
 	struct storm st[STORM_THREADS];
+	unsigned trims = 0;
+	atomic_store(&storm_over, 0);
+	assert_int_equal(pthread_create(&trimmer, NULL, trim_thread, &trims), 0);
 	for (unsigned i = 0; i < STORM_THREADS; i++) {
 		st[i] = (struct storm){.id = i + 1};
 		assert_int_equal(pthread_create(&t[i], NULL, storm_thread, &st[i]), 0);
 	}
 	for (unsigned i = 0; i < STORM_THREADS; i++)
 		assert_int_equal(pthread_join(t[i], NULL), 0);
+	atomic_store(&storm_over, 1);
+	assert_int_equal(pthread_join(trimmer, NULL), 0);
+	assert_true(trims > 0);
 	for (unsigned i = 0; i < STORM_THREADS; i++) {
 		assert_int_equal(st[i].bad, 0);
 		assert_int_equal(st[i].null, 0);
@@ -548,6 +568,61 @@ static int wait_deadline(pid_t pid, double secs)
 
 /* ht_mem_resident_range counts the pages of a range that are in RAM, in
  * chunks of 1024 pages; ht_mem_resident covers the allocator's memory. */
+/* ht_mem_trim: slabs of a class with no block handed out leave RAM and are
+ * reused; a slab with one block still out keeps it intact; runs kept dirty
+ * leave RAM too. Blocks of 48 bytes: a class no other test here fills. */
+static void trim_gives_back_free_slabs(void **state)
+{
+	(void)state;
+	enum { PER_SLAB = 65536 / 48, N = 4 * PER_SLAB };
+	static char *p[N];
+	size_t before = ht_mem_in_use();
+	for (unsigned i = 0; i < N; i++) {
+		p[i] = ht_mem_alloc(48);
+		assert_non_null(p[i]);
+		fill(p[i], 48, i);
+	}
+	/* Keep one block: its slab must stay. */
+	char *keep = p[N / 2];
+	char *run = ht_mem_alloc(3 * SLAB); /* kept dirty once freed */
+	assert_non_null(run);
+	memset(run, 1, 3 * SLAB);
+	for (unsigned i = 0; i < N; i++)
+		if (p[i] != keep)
+			ht_mem_free(p[i]);
+	ht_mem_free(run);
+	size_t resident = ht_mem_resident();
+	ht_mem_trim(0);
+	size_t after = ht_mem_resident();
+	/* At least two of the four slabs and the run went (all but the page
+	 * holding each free run's header). */
+	assert_true(resident - after >= 2 * (SLAB - 4096) + 3 * SLAB - 4096);
+	assert_true(intact(keep, 48, N / 2));
+	assert_int_equal(ht_mem_usable_size(keep), 48);
+	assert_int_equal(ht_mem_in_use(), before + 48);
+	/* Everything given back is reusable, and nothing overlaps the block
+	 * kept or each other. */
+	for (unsigned i = 0; i < N; i++) {
+		if (p[i] == keep)
+			continue;
+		p[i] = ht_mem_alloc(48);
+		assert_non_null(p[i]);
+		assert_true(p[i] != keep);
+		fill(p[i], 48, i + 7);
+	}
+	for (unsigned i = 0; i < N; i++)
+		if (p[i] != keep)
+			assert_true(intact(p[i], 48, i + 7));
+	assert_true(intact(keep, 48, N / 2));
+	for (unsigned i = 0; i < N; i++)
+		ht_mem_free(p[i]);
+	assert_int_equal(ht_mem_in_use(), before);
+	/* Nothing free to give back: a second trim changes nothing it should
+	 * not. */
+	ht_mem_trim(0);
+	assert_int_equal(ht_mem_in_use(), before);
+}
+
 static void resident_figures(void **state)
 {
 	(void)state;
@@ -782,6 +857,7 @@ int main(void)
 	        cmocka_unit_test(memalign_powers_of_two),
 	        cmocka_unit_test(usable_size_and_owns),
 	        cmocka_unit_test(resident_figures),
+	        cmocka_unit_test(trim_gives_back_free_slabs),
 	        cmocka_unit_test(four_threads),
 	        cmocka_unit_test(fork_child_with_class_locked),
 	        /* Last: when it fails, a thread is left spinning on a lock. */
