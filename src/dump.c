@@ -289,8 +289,9 @@ static inline __attribute__((always_inline)) int dump_enter(struct dump_entry *d
  * encoded files) would stay resident in heaptap's allocator as runs kept
  * for reuse, up to its budget of 16 MiB: 5.4 MiB after the first dump of a
  * small program, kept for the life of the process. A dump gives them back
- * down to four rings' worth, which is what the budget is for (a thread's
- * ring reused by the next thread without fresh pages). */
+ * down to 1 MiB, which still serves what the budget is for (a thread's ring
+ * reused by the next thread without fresh pages): three rings of 320 KiB
+ * at exact rates, eight of 128 KiB at the default rate. */
 #define HT_DUMP_KEEP_DIRTY ((size_t)1 << 20)
 
 static void dump_leave(const struct dump_entry *d)

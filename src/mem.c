@@ -208,6 +208,19 @@ static size_t slabs_take(size_t n)
 	return idx;
 }
 
+/* Put the n slabs from idx on the list of free runs; dirty when their pages
+ * are still resident (counted in dirty_bytes by the caller). */
+static void run_push(size_t idx, size_t n, bool dirty)
+{
+	struct free_run *r = slab_addr(idx);
+	r->slabs = (uint32_t)n;
+	r->dirty = dirty;
+	spin_lock(&M.run_lock);
+	r->next = M.runs;
+	M.runs = r;
+	spin_unlock(&M.run_lock);
+}
+
 static void slabs_give_back(size_t idx, size_t n)
 {
 	size_t bytes = n << SLAB_SHIFT;
@@ -224,13 +237,7 @@ static void slabs_give_back(size_t idx, size_t n)
 	 * ours. */
 	if (!keep)
 		madvise(slab_addr(idx), bytes, MADV_DONTNEED);
-	struct free_run *r = slab_addr(idx);
-	r->slabs = (uint32_t)n;
-	r->dirty = keep;
-	spin_lock(&M.run_lock);
-	r->next = M.runs;
-	M.runs = r;
-	spin_unlock(&M.run_lock);
+	run_push(idx, n, keep);
 }
 
 /* Take the slabs of class c none of whose blocks is handed out off its
@@ -260,13 +267,7 @@ static size_t release_free_slabs(unsigned c)
 	spin_unlock(&M.lock[c]);
 	for (size_t i = 0; i < n; i++) {
 		madvise(slab_addr(rel[i]), SLAB_SIZE, MADV_DONTNEED);
-		struct free_run *r = slab_addr(rel[i]);
-		r->slabs = 1;
-		r->dirty = 0;
-		spin_lock(&M.run_lock);
-		r->next = M.runs;
-		M.runs = r;
-		spin_unlock(&M.run_lock);
+		run_push(rel[i], 1, false);
 	}
 	return n;
 }
@@ -301,12 +302,7 @@ void ht_mem_trim(size_t keep)
 		M.dirty_bytes -= (size_t)n << SLAB_SHIFT;
 		spin_unlock(&M.run_lock);
 		madvise(r, (size_t)n << SLAB_SHIFT, MADV_DONTNEED);
-		r->slabs = n;
-		r->dirty = 0;
-		spin_lock(&M.run_lock);
-		r->next = M.runs;
-		M.runs = r;
-		spin_unlock(&M.run_lock);
+		run_push(slab_index(r), n, false);
 	}
 }
 
