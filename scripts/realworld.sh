@@ -576,7 +576,9 @@ t_make() {
 # nginx-light, master + 2 workers on 127.0.0.1:<high port>, a bounded curl
 # loop, `nginx -s reload` (HUP), more requests; responses identical.
 # nginx uses SIGUSR2 (binary upgrade): heaptap must leave it alone and say
-# so in one line, and nobody sends it SIGUSR2 here.
+# so in one line, and nobody sends it SIGUSR2 here. Under heaptap every
+# allocation is sampled, with a dump every second and at each process's exit;
+# the profiles must decode (and, with HEAPTAP_UNWIND_CHECK=1, show no mismatch).
 nginx_run() { # nginx_run MODE DIR
 	local mode=$1 d=$2
 	mkdir -p "$d/www" "$d/logs" "$d/tmp"
@@ -657,17 +659,22 @@ t_nginx() {
 	HTDIR=$d/prof
 	echo "<html><body>heaptap realworld</body></html>" >"$WORK/nginx.page"
 	nginx_run base "$d/base"
-	nginx_run ht "$d/ht"
-	local b h lines
+	# SIGUSR2 is nginx's, so the profiles come from the timer and the exit
+	# of the master and its workers, every allocation sampled.
+	HTEXTRA="HEAPTAP_RATE=1 HEAPTAP_INTERVAL=1s HEAPTAP_AT_EXIT=1" nginx_run ht "$d/ht"
+	local b h lines p
 	b=$(cat "$d/base/result")
 	h=$(cat "$d/ht/result")
+	p=$(profiles "$d/prof")
+	local prc=$?
 	lines=$(grep -c '^heaptap: ' "$d/ht/stderr.log")
 	local usr2_line
 	usr2_line=$(grep '^heaptap: ' "$d/ht/stderr.log" | grep -c 'SIGUSR2')
-	if [ "$b" = "$h" ] && echo "$h" | grep -q "rc=0 responses_ok=yes" && [ "$usr2_line" -ge 1 ]; then
-		result PASS nginx "identical ($h), heaptap left SIGUSR2 to nginx ($lines heaptap: lines)"
+	if [ "$b" = "$h" ] && echo "$h" | grep -q "rc=0 responses_ok=yes" && [ "$usr2_line" -ge 1 ] &&
+		[ $prc = 0 ] && ! echo "$p" | grep -q "profiles=0 "; then
+		result PASS nginx "identical ($h), heaptap left SIGUSR2 to nginx ($lines heaptap: lines) $p"
 	else
-		result FAIL nginx "base=[$b] heaptap=[$h] heaptap lines: $(grep '^heaptap: ' "$d/ht/stderr.log" | head -3 | tr '\n' '|') (logs $d)"
+		result FAIL nginx "base=[$b] heaptap=[$h] $p heaptap lines: $(grep '^heaptap: ' "$d/ht/stderr.log" | head -3 | tr '\n' '|') (logs $d)"
 	fi
 }
 
@@ -676,7 +683,9 @@ t_nginx() {
 # pg_ctl start on a unix socket directory only, pgbench -i -s 2, pgbench
 # -T 10, then pg_ctl stop -m fast. Compared: row counts, the pgbench
 # balance invariant, failed transactions (0), a clean stop. PostgreSQL uses
-# SIGUSR2 internally, so it is never sent here.
+# SIGUSR2 internally, so it is never sent here: under heaptap every allocation
+# is sampled, with a dump every 2 s and at each process's exit, and the
+# profiles must decode (with HEAPTAP_UNWIND_CHECK=1, with no mismatch).
 PGBIN=/usr/lib/postgresql/15/bin
 pg_as() { # run as the postgres user when root
 	if [ "$(id -u)" = 0 ]; then
@@ -692,7 +701,10 @@ pg_run() { # pg_run MODE DIR
 	[ "$(id -u)" = 0 ] && chown -R postgres:postgres "$d"
 	local data=$d/data
 	local envs=()
-	[ "$mode" = ht ] && envs=(LD_PRELOAD="$LIB" HEAPTAP_DIR="$HTDIR")
+	# SIGUSR2 is PostgreSQL's: profiles from the timer and each process's
+	# exit, every allocation sampled.
+	[ "$mode" = ht ] && envs=(LD_PRELOAD="$LIB" HEAPTAP_DIR="$HTDIR" HEAPTAP_RATE=1
+		HEAPTAP_INTERVAL=2s HEAPTAP_AT_EXIT=1)
 	{
 		pg_as env -u LD_PRELOAD "${envs[@]}" timeout 300 "$PGBIN/initdb" -D "$data" -A trust \
 			-U postgres --no-sync -E UTF8 --locale=C.UTF-8
@@ -735,10 +747,11 @@ t_postgres() {
 	b=$(cat "$d/base/result")
 	h=$(cat "$d/ht/result")
 	p=$(profiles "$d/prof" 2>&1)
+	local prc=$?
 	local hl
 	hl=$(grep -h '^heaptap: ' "$d/ht/server.log" "$d/ht/initdb.log" 2>/dev/null | sort | uniq -c | head -3 | tr -s ' ' | tr '\n' '|')
-	if [ "$b" = "$h" ] && echo "$h" | grep -q "initdb_rc=0 init_rc=0 bench_rc=0 query=\[200000|2|20|t \] number of failed transactions: 0 stop_rc=0 signals_in_log=0"; then
-		result PASS postgres "identical ($h; base $(cat "$d/base/extra"), heaptap $(cat "$d/ht/extra")) heaptap said: ${hl:-nothing}"
+	if [ "$b" = "$h" ] && echo "$h" | grep -q "initdb_rc=0 init_rc=0 bench_rc=0 query=\[200000|2|20|t \] number of failed transactions: 0 stop_rc=0 signals_in_log=0" && [ $prc = 0 ] && ! echo "$p" | grep -q "profiles=0 "; then
+		result PASS postgres "identical ($h; base $(cat "$d/base/extra"), heaptap $(cat "$d/ht/extra")) $p heaptap said: ${hl:-nothing}"
 	else
 		result FAIL postgres "base=[$b] heaptap=[$h] $p (logs $d)"
 	fi
