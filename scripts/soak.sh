@@ -8,8 +8,9 @@
 # tests labelled "soak", one at a time. Then scripts/fuzz.sh: the heaptap
 # command's profile reader under libFuzzer and the sanitizers for
 # $FUZZ_TIME seconds (default 120; 0 skips it), seeded with profiles from
-# this build. About 12 minutes on 2 cores; not part of CI. Extra arguments
-# go to ctest, e.g. FUZZ_TIME=0 ./scripts/soak.sh -R fork
+# this build. About 27 minutes on 2 cores with FUZZ_TIME=0 (exit 10, signals
+# 6, fork 5); not part of CI. Extra arguments go to ctest, e.g.
+# FUZZ_TIME=0 ./scripts/soak.sh -R fork
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
