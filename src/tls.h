@@ -70,9 +70,11 @@ static inline void ht_busy_enter(struct ht_tls *t)
  * only on the way into a possible cancellation point). */
 static inline void ht_busy_cancel_restore(struct ht_tls *t)
 {
+	/* The mark goes after the call: a section left by longjmp in between
+	 * is restored again by whoever recovers it (track.c). */
 	if (__builtin_expect(t->cancel_off, 0)) {
-		t->cancel_off = 0;
 		pthread_setcancelstate(t->cancel_state, NULL);
+		t->cancel_off = 0;
 	}
 }
 

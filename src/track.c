@@ -74,10 +74,17 @@ void ht_track_nocancel(void)
 	struct ht_tls *t = &ht_tls;
 	if (t->cancel_off || !t->busy)
 		return; /* off already; or no busy section to turn it back on */
+	/* Marked off before glibc turns it off: a handler that leaves the
+	 * section by longjmp after the change but before a mark made after it
+	 * would leave cancellation disabled for good, and the next call here
+	 * would save "disabled" as the program's state (reliability.longjmp
+	 * under HEAPTAP_UNWIND_CHECK=1, where every sample calls libunwind).
+	 * Until the call returns, cancel_state is what the thread's last call
+	 * found, its usual state (a new thread's TLS: 0, enabled). */
+	t->cancel_off = 1;
 	int cs;
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	t->cancel_state = cs;
-	t->cancel_off = 1;
 }
 
 bool ht_track_recover_busy(struct ht_tls *t)
