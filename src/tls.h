@@ -70,8 +70,9 @@ static inline void ht_busy_enter(struct ht_tls *t)
  * only on the way into a possible cancellation point). */
 static inline void ht_busy_cancel_restore(struct ht_tls *t)
 {
-	/* The mark goes after the call: a section left by longjmp in between
-	 * is restored again by whoever recovers it (track.c). */
+	/* The mark goes after the call, and callers clear busy only after
+	 * this: a section left by longjmp in between is still busy, and whoever
+	 * recovers it restores the state again (track.c). */
 	if (__builtin_expect(t->cancel_off, 0)) {
 		pthread_setcancelstate(t->cancel_state, NULL);
 		t->cancel_off = 0;
@@ -82,10 +83,13 @@ static inline void ht_busy_exit(struct ht_tls *t)
 {
 	if (t->busy == 0)
 		return; /* the section was abandoned and reset meanwhile */
-	if (--t->busy == 0) {
-		t->countdown = t->saved_countdown;
-		ht_busy_cancel_restore(t);
+	if (t->busy > 1) {
+		t->busy--;
+		return;
 	}
+	ht_busy_cancel_restore(t);
+	t->busy = 0;
+	t->countdown = t->saved_countdown;
 }
 
 #endif
