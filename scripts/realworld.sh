@@ -104,6 +104,11 @@ profiles() { # profiles DIR -> summary; nonzero when broken
 	"$PY" "$CHECKPROF" "$1"
 }
 
+# profiles_ok RC SUMMARY: profiles() passed and found at least one profile.
+profiles_ok() {
+	[ "$1" = 0 ] && ! echo "$2" | grep -q "profiles=0 "
+}
+
 wait_for() { # wait_for SECONDS COMMAND... (polls every 0.1 s)
 	local t=$1
 	shift
@@ -183,7 +188,7 @@ t_redis() {
 	p=$(profiles "$d/prof")
 	local prc=$?
 	if [ "$b" = "$h" ] && echo "$h" | grep -q "bench_rc=0 server_rc=0 rdb_last_bgsave_status:ok" &&
-		[ $prc = 0 ] && ! echo "$p" | grep -q "profiles=0 "; then
+		profiles_ok "$prc" "$p"; then
 		result PASS redis "identical ($h) $p"
 	else
 		result FAIL redis "base=[$b] heaptap=[$h] $p (logs $d)"
@@ -671,7 +676,7 @@ t_nginx() {
 	local usr2_line
 	usr2_line=$(grep '^heaptap: ' "$d/ht/stderr.log" | grep -c 'SIGUSR2')
 	if [ "$b" = "$h" ] && echo "$h" | grep -q "rc=0 responses_ok=yes" && [ "$usr2_line" -ge 1 ] &&
-		[ $prc = 0 ] && ! echo "$p" | grep -q "profiles=0 "; then
+		profiles_ok "$prc" "$p"; then
 		result PASS nginx "identical ($h), heaptap left SIGUSR2 to nginx ($lines heaptap: lines) $p"
 	else
 		result FAIL nginx "base=[$b] heaptap=[$h] $p heaptap lines: $(grep '^heaptap: ' "$d/ht/stderr.log" | head -3 | tr '\n' '|') (logs $d)"
@@ -750,7 +755,7 @@ t_postgres() {
 	local prc=$?
 	local hl
 	hl=$(grep -h '^heaptap: ' "$d/ht/server.log" "$d/ht/initdb.log" 2>/dev/null | sort | uniq -c | head -3 | tr -s ' ' | tr '\n' '|')
-	if [ "$b" = "$h" ] && echo "$h" | grep -q "initdb_rc=0 init_rc=0 bench_rc=0 query=\[200000|2|20|t \] number of failed transactions: 0 stop_rc=0 signals_in_log=0" && [ $prc = 0 ] && ! echo "$p" | grep -q "profiles=0 "; then
+	if [ "$b" = "$h" ] && echo "$h" | grep -q "initdb_rc=0 init_rc=0 bench_rc=0 query=\[200000|2|20|t \] number of failed transactions: 0 stop_rc=0 signals_in_log=0" && profiles_ok "$prc" "$p"; then
 		result PASS postgres "identical ($h; base $(cat "$d/base/extra"), heaptap $(cat "$d/ht/extra")) $p heaptap said: ${hl:-nothing}"
 	else
 		result FAIL postgres "base=[$b] heaptap=[$h] $p (logs $d)"
