@@ -20,7 +20,7 @@
  * Expected from `heaptap leaks`: no leak verdict; cache_insert's stack is
  * class levels_off (or warmup), never leaking.
  *
- *   cache_levels_off [--scale F]    run 5 s x F
+ *   cache_levels_off [--scale F]    run 5 s x F (longer if the fill is slow)
  */
 #define _GNU_SOURCE
 #include "leaks_common.h"
@@ -136,6 +136,7 @@ int main(int argc, char **argv)
 {
 	unsigned long steps;
 	int full_reported = 0;
+	double t_full = 0;
 
 	lk_start(argc, argv, NULL);
 	pool_init();
@@ -143,12 +144,19 @@ int main(int argc, char **argv)
 	lk_clock_start();
 	lk_phase("load");
 	steps = lk_steps(RUN_SECONDS);
-	for (unsigned long s = 0; s < steps; s++) {
+	/* The run lasts its steps, and past them until the cache has been full
+	 * for twice as long as it took to fill: a machine (or a rate-1 run)
+	 * slow enough that the fill overruns its 1.3 s still gives a plateau of
+	 * two thirds of the run. Failed once in CI at rate 1: the fill took 43%
+	 * of a 7.4 s run. Never more than 4x the steps. */
+	for (unsigned long s = 0;
+	     s < steps || (full_reported && lk_now() < 3.0 * t_full && s < 4 * steps); s++) {
 		for (int i = 0; i < LOOKUPS_PER_STEP; i++)
 			cache_lookup((unsigned)(lk_rand() % KEYS));
 		lk_background();
 		if (!full_reported && evictions) {
 			lk_phase("cap");
+			t_full = lk_now();
 			full_reported = 1;
 		}
 		lk_tick();
