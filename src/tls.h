@@ -70,13 +70,23 @@ static inline void ht_busy_enter(struct ht_tls *t)
  * only on the way into a possible cancellation point). */
 static inline void ht_busy_cancel_restore(struct ht_tls *t)
 {
-	/* The mark goes after the call, and callers clear busy only after
-	 * this: a section left by longjmp in between is still busy, and whoever
-	 * recovers it restores the state again (track.c). */
+	/* The mark goes after the call: a section left by longjmp in between
+	 * is still busy (ht_busy_close) and its recovery restores again. */
 	if (__builtin_expect(t->cancel_off, 0)) {
 		pthread_setcancelstate(t->cancel_state, NULL);
 		t->cancel_off = 0;
 	}
+}
+
+/* End the outermost busy section, whether it returns (ht_busy_exit) or was
+ * left by longjmp and is recovered (track.c): cancellation is restored
+ * before busy is cleared, so a longjmp between the two leaves a section
+ * that is still busy and gets recovered again. */
+static inline void ht_busy_close(struct ht_tls *t)
+{
+	ht_busy_cancel_restore(t);
+	t->busy = 0;
+	t->countdown = t->saved_countdown;
 }
 
 static inline void ht_busy_exit(struct ht_tls *t)
@@ -87,9 +97,7 @@ static inline void ht_busy_exit(struct ht_tls *t)
 		t->busy--;
 		return;
 	}
-	ht_busy_cancel_restore(t);
-	t->busy = 0;
-	t->countdown = t->saved_countdown;
+	ht_busy_close(t);
 }
 
 #endif

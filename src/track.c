@@ -96,9 +96,7 @@ bool ht_track_recover_busy(struct ht_tls *t)
 	 * store, so at worst a block is lost) and the cancellation state it
 	 * turned off. The aggregation lock is never held with signals open
 	 * (agg.c). */
-	ht_busy_cancel_restore(t);
-	t->busy = 0;
-	t->countdown = t->saved_countdown;
+	ht_busy_close(t);
 	ht_mem_release_mine();
 	atomic_fetch_add_explicit(&ht_core.busy_resets, 1, memory_order_relaxed);
 	return true;
